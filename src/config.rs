@@ -1,0 +1,478 @@
+//! Configuration: one struct, layered as defaults < TOML file < `PLAZA_*` environment
+//! < command-line flags. `config.example.toml` documents every key; `plaza --help`
+//! lists the flags (clap reads each flag's environment variable itself, so "env below
+//! flag" comes for free and the file is applied underneath both).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::protocol::IceServer;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// HTTP + WebSocket listen address.
+    pub listen: SocketAddr,
+    /// Folder served at `/` (the web client).
+    pub web_root: PathBuf,
+    /// actix-web worker threads (signalling); 0 = one per core.
+    pub http_workers: usize,
+    /// Threads of the media runtime (RTP forwarding, ICE, DTLS); 0 = one per core.
+    pub media_threads: usize,
+    pub heartbeat: HeartbeatConfig,
+    pub ice: IceConfig,
+    /// STUN/TURN servers handed to clients in `joined`.
+    pub ice_servers: Vec<IceServer>,
+    pub turn: TurnConfig,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// Where the server's own ICE candidates come from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IceConfig {
+    /// Gather only on these local IPs (empty = all non-loopback addresses). Listing a
+    /// loopback address turns loopback candidates on (tests, single-host setups).
+    pub ips: Vec<IpAddr>,
+    /// Gather only on these network interfaces (empty = all).
+    pub interfaces: Vec<String>,
+    /// Public addresses to announce instead of the host addresses (1:1 NAT, Docker,
+    /// cloud VMs). One per local address, in the same order, or a single one.
+    pub nat_1to1_ips: Vec<String>,
+    /// One UDP port for every peer connection (UDP mux). Easiest to open in firewalls
+    /// and Docker. Excludes `udp_port_min/max`.
+    pub udp_port: Option<u16>,
+    /// Ephemeral UDP port range, one port per peer connection per local address.
+    pub udp_port_min: Option<u16>,
+    pub udp_port_max: Option<u16>,
+}
+
+/// TURN REST credentials (coturn `use-auth-secret`): the server mints a short-lived
+/// username/password per participant at join, so no long-lived secret reaches a browser.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnConfig {
+    /// TURN URLs the minted credentials are for, e.g. `turn:turn.example.com:3478?transport=udp`.
+    pub urls: Vec<String>,
+    /// coturn's `static-auth-secret`. Empty = no TURN REST credentials.
+    pub secret: String,
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_participants_per_room: usize,
+    pub max_rooms: usize,
+    pub max_tracks_per_participant: usize,
+    /// Largest WebSocket frame accepted; bigger ones close the socket with 1009.
+    pub max_frame_bytes: usize,
+    /// Largest chat message relayed.
+    pub max_chat_bytes: usize,
+    pub max_room_name_len: usize,
+    pub max_display_name_len: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter, e.g. `info` or `plaza=debug,webrtc=warn`.
+    pub level: String,
+    /// One JSON object per line instead of human-readable text.
+    pub json: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            web_root: PathBuf::from("web"),
+            http_workers: 0,
+            media_threads: 0,
+            heartbeat: HeartbeatConfig::default(),
+            ice: IceConfig::default(),
+            ice_servers: Vec::new(),
+            turn: TurnConfig::default(),
+            limits: LimitsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            secret: String::new(),
+            ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_participants_per_room: 16,
+            max_rooms: 1000,
+            max_tracks_per_participant: 4,
+            max_frame_bytes: 64 * 1024,
+            max_chat_bytes: 16 * 1024,
+            max_room_name_len: 64,
+            max_display_name_len: 64,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            json: false,
+        }
+    }
+}
+
+/// Command-line flags of `plaza` (and `plaza serve`). Every flag is optional and, when
+/// given (on the command line or through its `PLAZA_*` variable), overrides the file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file (see config.example.toml).
+    #[arg(long, env = "PLAZA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// HTTP/WebSocket listen address [default: 0.0.0.0:8080]
+    #[arg(long, env = "PLAZA_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Folder served at / [default: web]
+    #[arg(long, env = "PLAZA_WEB_ROOT", value_name = "DIR")]
+    pub web_root: Option<PathBuf>,
+    /// actix-web worker threads, 0 = one per core [default: 0]
+    #[arg(long, env = "PLAZA_HTTP_WORKERS", value_name = "N")]
+    pub http_workers: Option<usize>,
+    /// Media runtime threads, 0 = one per core [default: 0]
+    #[arg(long, env = "PLAZA_MEDIA_THREADS", value_name = "N")]
+    pub media_threads: Option<usize>,
+    /// WebSocket ping interval [default: 5s]
+    #[arg(long, env = "PLAZA_HEARTBEAT_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Option<Duration>,
+    /// Drop a connection silent for this long [default: 15s]
+    #[arg(long, env = "PLAZA_HEARTBEAT_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub heartbeat_timeout: Option<Duration>,
+    /// Gather ICE candidates only on these IPs (repeat or comma-separate)
+    #[arg(
+        long = "ice-ip",
+        env = "PLAZA_ICE_IPS",
+        value_name = "IP",
+        value_delimiter = ','
+    )]
+    pub ice_ips: Option<Vec<IpAddr>>,
+    /// Gather ICE candidates only on these interfaces (repeat or comma-separate)
+    #[arg(
+        long = "ice-interface",
+        env = "PLAZA_ICE_INTERFACES",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub ice_interfaces: Option<Vec<String>>,
+    /// Public IP(s) to announce in candidates (1:1 NAT)
+    #[arg(
+        long = "nat-1to1-ip",
+        env = "PLAZA_NAT_1TO1_IPS",
+        value_name = "IP",
+        value_delimiter = ','
+    )]
+    pub nat_1to1_ips: Option<Vec<String>>,
+    /// One UDP port for all peer connections (UDP mux)
+    #[arg(long, env = "PLAZA_UDP_PORT", value_name = "PORT")]
+    pub udp_port: Option<u16>,
+    /// Lowest UDP port for per-connection sockets
+    #[arg(long, env = "PLAZA_UDP_PORT_MIN", value_name = "PORT")]
+    pub udp_port_min: Option<u16>,
+    /// Highest UDP port for per-connection sockets
+    #[arg(long, env = "PLAZA_UDP_PORT_MAX", value_name = "PORT")]
+    pub udp_port_max: Option<u16>,
+    /// TURN URLs for REST credentials (repeat or comma-separate)
+    #[arg(
+        long = "turn-url",
+        env = "PLAZA_TURN_URLS",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub turn_urls: Option<Vec<String>>,
+    /// TURN shared secret (coturn static-auth-secret); prefer the env variable
+    #[arg(
+        long,
+        env = "PLAZA_TURN_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub turn_secret: Option<String>,
+    /// Lifetime of minted TURN credentials [default: 24h]
+    #[arg(long, env = "PLAZA_TURN_TTL", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub turn_ttl: Option<Duration>,
+    /// Participants per room [default: 16]
+    #[arg(long, env = "PLAZA_MAX_PARTICIPANTS_PER_ROOM", value_name = "N")]
+    pub max_participants_per_room: Option<usize>,
+    /// Rooms per server [default: 1000]
+    #[arg(long, env = "PLAZA_MAX_ROOMS", value_name = "N")]
+    pub max_rooms: Option<usize>,
+    /// Log filter, e.g. info or plaza=debug [default: info]
+    #[arg(long, env = "PLAZA_LOG", value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Log one JSON object per line
+    #[arg(long, env = "PLAZA_LOG_JSON")]
+    pub log_json: Option<bool>,
+}
+
+impl Config {
+    /// Defaults, then the file named by `--config`, then every flag/variable given.
+    pub fn load(args: &ConfigArgs) -> Result<Self> {
+        let mut config = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+                Self::from_toml(&text)
+                    .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?
+            }
+            None => Self::default(),
+        };
+        config.apply(args);
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| Error::Config(e.to_string()))
+    }
+
+    fn apply(&mut self, a: &ConfigArgs) {
+        fn set<T: Clone>(field: &mut T, value: &Option<T>) {
+            if let Some(v) = value {
+                *field = v.clone();
+            }
+        }
+        set(&mut self.listen, &a.listen);
+        set(&mut self.web_root, &a.web_root);
+        set(&mut self.http_workers, &a.http_workers);
+        set(&mut self.media_threads, &a.media_threads);
+        set(&mut self.heartbeat.interval, &a.heartbeat_interval);
+        set(&mut self.heartbeat.timeout, &a.heartbeat_timeout);
+        set(&mut self.ice.ips, &a.ice_ips);
+        set(&mut self.ice.interfaces, &a.ice_interfaces);
+        set(&mut self.ice.nat_1to1_ips, &a.nat_1to1_ips);
+        if a.udp_port.is_some() {
+            self.ice.udp_port = a.udp_port;
+        }
+        if a.udp_port_min.is_some() {
+            self.ice.udp_port_min = a.udp_port_min;
+        }
+        if a.udp_port_max.is_some() {
+            self.ice.udp_port_max = a.udp_port_max;
+        }
+        set(&mut self.turn.urls, &a.turn_urls);
+        set(&mut self.turn.secret, &a.turn_secret);
+        set(&mut self.turn.ttl, &a.turn_ttl);
+        set(
+            &mut self.limits.max_participants_per_room,
+            &a.max_participants_per_room,
+        );
+        set(&mut self.limits.max_rooms, &a.max_rooms);
+        set(&mut self.log.level, &a.log_level);
+        set(&mut self.log.json, &a.log_json);
+    }
+
+    /// Rejects values that would only fail later, naming the key.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, why: String| Err(Error::Config(format!("{key}: {why}")));
+        if self.heartbeat.interval.is_zero() {
+            return bad("heartbeat.interval", "must be more than 0".into());
+        }
+        if self.heartbeat.timeout <= self.heartbeat.interval {
+            return bad(
+                "heartbeat.timeout",
+                format!(
+                    "must be longer than heartbeat.interval ({})",
+                    humantime::format_duration(self.heartbeat.interval)
+                ),
+            );
+        }
+        let ice = &self.ice;
+        match (ice.udp_port, ice.udp_port_min, ice.udp_port_max) {
+            (Some(0), _, _) => return bad("ice.udp_port", "must be 1-65535".into()),
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                return bad(
+                    "ice.udp_port",
+                    "set either one UDP port (mux) or a port range (udp_port_min/max), not both"
+                        .into(),
+                )
+            }
+            (None, Some(min), Some(max)) if min == 0 || min > max => {
+                return bad(
+                    "ice.udp_port_min",
+                    format!("range {min}-{max} is empty or starts at 0"),
+                )
+            }
+            (None, Some(_), None) | (None, None, Some(_)) => {
+                return bad(
+                    "ice.udp_port_min",
+                    "set both udp_port_min and udp_port_max".into(),
+                )
+            }
+            _ => {}
+        }
+        for ip in &ice.nat_1to1_ips {
+            if ip.parse::<IpAddr>().is_err() {
+                return bad("ice.nat_1to1_ips", format!("{ip:?} is not an IP address"));
+            }
+        }
+        for (i, s) in self.ice_servers.iter().enumerate() {
+            if s.urls.is_empty() {
+                return bad(&format!("ice_servers[{i}].urls"), "is empty".into());
+            }
+            for url in &s.urls {
+                check_ice_url(url).or_else(|why| bad(&format!("ice_servers[{i}].urls"), why))?;
+            }
+        }
+        if !self.turn.secret.is_empty() && self.turn.urls.is_empty() {
+            return bad("turn.urls", "turn.secret is set but no TURN URL is".into());
+        }
+        for url in &self.turn.urls {
+            check_ice_url(url).or_else(|why| bad("turn.urls", why))?;
+            if !(url.starts_with("turn:") || url.starts_with("turns:")) {
+                return bad("turn.urls", format!("{url:?} is not a turn: or turns: URL"));
+            }
+        }
+        if self.turn.ttl.is_zero() {
+            return bad("turn.ttl", "must be more than 0".into());
+        }
+        let l = &self.limits;
+        for (key, v) in [
+            (
+                "limits.max_participants_per_room",
+                l.max_participants_per_room,
+            ),
+            ("limits.max_rooms", l.max_rooms),
+            (
+                "limits.max_tracks_per_participant",
+                l.max_tracks_per_participant,
+            ),
+            ("limits.max_chat_bytes", l.max_chat_bytes),
+            ("limits.max_room_name_len", l.max_room_name_len),
+            ("limits.max_display_name_len", l.max_display_name_len),
+        ] {
+            if v == 0 {
+                return bad(key, "must be more than 0".into());
+            }
+        }
+        if l.max_frame_bytes < 1024 {
+            return bad("limits.max_frame_bytes", "must be at least 1024".into());
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return bad(
+                "log.level",
+                format!("{:?} is not a log filter", self.log.level),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn check_ice_url(url: &str) -> std::result::Result<(), String> {
+    const SCHEMES: [&str; 4] = ["stun:", "stuns:", "turn:", "turns:"];
+    if SCHEMES.iter().any(|s| url.starts_with(s)) && url.len() > 6 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{url:?} must start with stun:, stuns:, turn: or turns:"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.listen.port(), 8080);
+        assert_eq!(c.heartbeat.interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn example_file_parses_and_matches_defaults() {
+        let text = include_str!("../config.example.toml");
+        let c = Config::from_toml(text).unwrap();
+        c.validate().unwrap();
+        let d = Config::default();
+        assert_eq!(c.listen, d.listen);
+        assert_eq!(c.heartbeat.timeout, d.heartbeat.timeout);
+        assert_eq!(
+            c.limits.max_participants_per_room,
+            d.limits.max_participants_per_room
+        );
+        assert_eq!(c.limits.max_chat_bytes, d.limits.max_chat_bytes);
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let mut c = Config::from_toml(
+            "listen = \"127.0.0.1:9000\"\n[heartbeat]\ninterval = \"1s\"\ntimeout = \"3s\"",
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        c.apply(&ConfigArgs {
+            listen: Some("127.0.0.1:9001".parse().unwrap()),
+            ..Default::default()
+        });
+        assert_eq!(c.listen.port(), 9001);
+        assert_eq!(c.heartbeat.interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = |toml: &str| {
+            Config::from_toml(toml)
+                .and_then(|c| c.validate())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(
+            err("[heartbeat]\ninterval = \"10s\"\ntimeout = \"5s\"").contains("heartbeat.timeout")
+        );
+        assert!(
+            err("[ice]\nudp_port = 5000\nudp_port_min = 10\nudp_port_max = 20")
+                .contains("ice.udp_port")
+        );
+        assert!(err("[ice]\nnat_1to1_ips = [\"nope\"]").contains("ice.nat_1to1_ips"));
+        assert!(err("[[ice_servers]]\nurls = [\"http://x\"]").contains("ice_servers[0].urls"));
+        assert!(err("[limits]\nmax_rooms = 0").contains("limits.max_rooms"));
+        assert!(err("lisen = \"x\"").contains("lisen"));
+        assert!(err("[turn]\nsecret = \"s\"").contains("turn.urls"));
+    }
+}

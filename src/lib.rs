@@ -1,0 +1,58 @@
+//! # Plaza: a small, fast SFU for browser video-call rooms
+//!
+//! Browsers join a named **room** over a WebSocket (`/ws`, JSON, see
+//! `docs/protocol.md`) and exchange audio, video and chat with everyone else in it.
+//! Plaza is a Selective Forwarding Unit: it never decodes media. It receives each
+//! participant's RTP once and forwards it to every other member.
+//!
+//! ## Two planes
+//!
+//! **Control plane: actix actors** (slow, stateful, ordered).
+//! - [`session::WsSession`], one per WebSocket: parses client messages, keeps the
+//!   heartbeat, owns the participant's two peer connections, turns webrtc-rs callbacks
+//!   into actor messages (`do_send` only), and pushes server messages to the browser.
+//! - [`room::Room`], one per room, started on first join and stopped when the last
+//!   member leaves: membership, published tracks, who subscribes to what, chat relay.
+//! - [`registry::Registry`] (`dashmap`): every live connection and room. Entries are
+//!   removed by guards their owners hold, so teardown cannot be forgotten.
+//!
+//! **Media plane: tasks, not mailboxes** (fast, lock-light), all in [`rtc`].
+//! - Each published track ([`rtc::up_track::UpTrack`]) has one task that reads its RTP
+//!   and writes each packet to every subscriber's [`rtc::down_track::DownTrack`]. The
+//!   subscriber list is copy-on-write, so the loop never waits on the control plane.
+//! - A down track's [`rtc::forwarder::Forwarder`] (pure, unit-tested, benchmarked)
+//!   decides per packet: wait for a keyframe, keep or offset numbering.
+//! - A new subscriber triggers a keyframe request (PLI) to the publisher, throttled to
+//!   one per second per track; subscribers' own PLIs go the same throttled way.
+//! - Media runs on its own multi-thread Tokio runtime ([`rtc::MediaPlane`]), not on
+//!   actix-web's single-thread workers; every webrtc-rs call goes through it.
+//!
+//! ## Why two peer connections per participant
+//! The browser offers on its *publisher* connection; the server offers on the
+//! *subscriber* connection. Each connection has one offerer, so offers never collide
+//! (no glare) and neither side needs "perfect negotiation" rollbacks. The server keeps
+//! one subscriber offer in flight and folds changes made meanwhile into the next one.
+//!
+//! ## Entry points
+//! [`run`] serves a [`config::Config`] on a listener until a shutdown future resolves
+//! (inside an actix system); [`testing::TestServer`] starts one in-process on port 0;
+//! [`client::Participant`] is a headless participant speaking the real protocol with
+//! real WebRTC, used by the tests and the load generator.
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod logging;
+pub mod protocol;
+pub mod registry;
+pub mod room;
+pub mod rtc;
+pub mod server;
+pub mod session;
+pub mod testing;
+pub mod turn;
+
+pub use config::Config;
+pub use error::{Error, ProtocolError, Result};
+pub use server::{run, Plaza};

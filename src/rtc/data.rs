@@ -1,0 +1,63 @@
+//! The chat data channel: in-order sending without blocking the caller.
+//!
+//! `RTCDataChannel::send_text` is async; spawning a task per message would let two
+//! messages overtake each other. One outbox task per channel keeps them in order, and
+//! its bounded queue means a stuck receiver costs a bounded amount of memory (messages
+//! beyond it are dropped and counted).
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use webrtc::data_channel::data_channel_message::DataChannelMessage;
+use webrtc::data_channel::RTCDataChannel;
+
+/// Messages waiting to be sent to one participant before new ones are dropped.
+const OUTBOX: usize = 256;
+
+pub struct ChatChannel {
+    outbox: mpsc::Sender<String>,
+    channel: Arc<RTCDataChannel>,
+}
+
+impl ChatChannel {
+    /// Wires `on_message` and starts the outbox on the media runtime.
+    pub fn attach(
+        channel: Arc<RTCDataChannel>,
+        media: &tokio::runtime::Handle,
+        on_message: impl Fn(DataChannelMessage) + Send + Sync + 'static,
+    ) -> ChatChannel {
+        let on_message = Arc::new(on_message);
+        channel.on_message(Box::new(move |msg| {
+            on_message(msg);
+            Box::pin(async {})
+        }));
+        let (tx, mut rx) = mpsc::channel::<String>(OUTBOX);
+        let sender = Arc::clone(&channel);
+        media.spawn(async move {
+            while let Some(text) = rx.recv().await {
+                if sender.send_text(text).await.is_err() {
+                    break;
+                }
+            }
+        });
+        ChatChannel {
+            outbox: tx,
+            channel,
+        }
+    }
+
+    /// Queues a message. Returns false if it was dropped (receiver too slow or gone).
+    pub fn send(&self, text: String) -> bool {
+        self.outbox.try_send(text).is_ok()
+    }
+
+    pub fn label(&self) -> &str {
+        self.channel.label()
+    }
+}
+
+impl Drop for ChatChannel {
+    fn drop(&mut self) {
+        self.channel.on_message(Box::new(|_| Box::pin(async {})));
+    }
+}

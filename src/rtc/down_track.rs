@@ -1,0 +1,239 @@
+//! A down track: one published track as one subscriber receives it.
+//!
+//! It is our own `TrackLocal` rather than webrtc-rs's `TrackLocalStaticRTP`, because an
+//! SFU needs per-subscriber state between the up track's read loop and the wire: the
+//! `Forwarder` (keyframe gating, numbering), the negotiated SSRC and payload type, and
+//! knowing whether the subscriber's transport is up yet.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwapOption;
+use async_trait::async_trait;
+use webrtc::rtp::header::Header;
+use webrtc::rtp::packet::Packet;
+use webrtc::rtp_transceiver::rtp_codec::{
+    RTCRtpCodecCapability, RTCRtpCodecParameters, RTPCodecType,
+};
+use webrtc::track::track_local::{TrackLocal, TrackLocalContext, TrackLocalWriter};
+
+use super::codec::PayloadFormat;
+use super::forwarder::{Forwarder, Verdict};
+use crate::ids::{ParticipantId, TrackId};
+
+/// What the negotiation gave this track on the subscriber's connection.
+struct Binding {
+    context_id: String,
+    ssrc: u32,
+    payload_type: u8,
+    writer: Arc<dyn TrackLocalWriter + Send + Sync>,
+    paused: Arc<portable_atomic::AtomicBool>,
+}
+
+/// The result of offering one packet to one down track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    Bytes(usize),
+    /// Not for this subscriber (not negotiated yet, paused, before its keyframe).
+    Skipped,
+    /// Waiting for a keyframe: the caller should ask the publisher for one.
+    WantsKeyframe,
+    /// The write failed (the subscriber's connection is closing).
+    Failed,
+}
+
+pub struct DownTrack {
+    track_id: TrackId,
+    /// The publisher: the subscriber's `MediaStream.id`.
+    stream_id: String,
+    track_id_str: String,
+    subscriber: ParticipantId,
+    codec: RTCRtpCodecCapability,
+    format: PayloadFormat,
+    binding: ArcSwapOption<Binding>,
+    forwarder: Mutex<Forwarder>,
+    /// Set by the subscriber's peer connection once DTLS is up; shared by all its
+    /// down tracks. Before that, writes are dropped by webrtc-rs, so asking the
+    /// publisher for a keyframe would be wasted.
+    transport_ready: Arc<AtomicBool>,
+}
+
+impl DownTrack {
+    pub fn new(
+        track_id: TrackId,
+        publisher: &ParticipantId,
+        subscriber: ParticipantId,
+        codec: RTCRtpCodecCapability,
+        transport_ready: Arc<AtomicBool>,
+    ) -> Self {
+        let format = PayloadFormat::from_mime(&codec.mime_type);
+        Self {
+            track_id_str: track_id.to_string(),
+            track_id,
+            stream_id: publisher.to_string(),
+            subscriber,
+            forwarder: Mutex::new(Forwarder::new(format, codec.clock_rate)),
+            format,
+            codec,
+            binding: ArcSwapOption::empty(),
+            transport_ready,
+        }
+    }
+
+    pub fn track_id(&self) -> &TrackId {
+        &self.track_id
+    }
+
+    pub fn subscriber(&self) -> &ParticipantId {
+        &self.subscriber
+    }
+
+    pub fn format(&self) -> PayloadFormat {
+        self.format
+    }
+
+    /// Offers one up-track packet. Runs in the up track's read loop, once per
+    /// subscriber per packet: keep it cheap.
+    pub async fn write(&self, pkt: &Packet, keyframe_start: bool, now_us: u64) -> Sent {
+        let Some(binding) = self.binding.load_full() else {
+            return Sent::Skipped;
+        };
+        if binding.paused.load(Ordering::Relaxed) || !self.transport_ready.load(Ordering::Acquire) {
+            return Sent::Skipped;
+        }
+        let verdict = self
+            .lock_forwarder()
+            .forward(&pkt.header, keyframe_start, now_us);
+        let rewrite = match verdict {
+            Verdict::Forward(r) => r,
+            Verdict::Drop => return Sent::Skipped,
+            Verdict::NeedKeyframe => return Sent::WantsKeyframe,
+        };
+        // A fresh header: the publisher's header extensions carry ids negotiated on the
+        // publisher's connection and mean nothing (or something else) here.
+        let mut header = Header {
+            version: 2,
+            marker: pkt.header.marker,
+            csrc: pkt.header.csrc.clone(),
+            ..Default::default()
+        };
+        rewrite.apply(&mut header, binding.ssrc, binding.payload_type);
+        let out = Packet {
+            header,
+            payload: pkt.payload.clone(),
+        };
+        match binding.writer.write_rtp(&out).await {
+            Ok(0) => {
+                // webrtc-rs drops writes until SRTP is ready; start over at a keyframe.
+                self.lock_forwarder().restart();
+                Sent::Skipped
+            }
+            Ok(n) => Sent::Bytes(n),
+            Err(_) => Sent::Failed,
+        }
+    }
+
+    fn lock_forwarder(&self) -> std::sync::MutexGuard<'_, Forwarder> {
+        // Only the up track's single read loop writes; a poisoned lock would mean a bug
+        // in the forwarder, and its state is still a valid plain struct.
+        self.forwarder.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The negotiated codec matching ours: same MIME type and, where both have one, the
+/// same fmtp line (H.264 profiles differ only there); otherwise the MIME type alone.
+fn find_codec(
+    ours: &RTCRtpCodecCapability,
+    negotiated: &[RTCRtpCodecParameters],
+) -> Option<RTCRtpCodecParameters> {
+    let same_mime =
+        |c: &&RTCRtpCodecParameters| c.capability.mime_type.eq_ignore_ascii_case(&ours.mime_type);
+    negotiated
+        .iter()
+        .filter(same_mime)
+        .find(|c| c.capability.sdp_fmtp_line == ours.sdp_fmtp_line)
+        .or_else(|| negotiated.iter().find(same_mime))
+        .cloned()
+}
+
+#[async_trait]
+impl TrackLocal for DownTrack {
+    async fn bind(&self, t: &TrackLocalContext) -> webrtc::error::Result<RTCRtpCodecParameters> {
+        let codec = find_codec(&self.codec, t.codec_parameters())
+            .ok_or(webrtc::Error::ErrUnsupportedCodec)?;
+        self.binding.store(Some(Arc::new(Binding {
+            context_id: t.id(),
+            ssrc: t.ssrc(),
+            payload_type: codec.payload_type,
+            writer: t.write_stream(),
+            paused: t.paused(),
+        })));
+        Ok(codec)
+    }
+
+    async fn unbind(&self, t: &TrackLocalContext) -> webrtc::error::Result<()> {
+        let current = self.binding.load();
+        if current.as_ref().is_some_and(|b| b.context_id == t.id()) {
+            self.binding.store(None);
+        }
+        Ok(())
+    }
+
+    fn id(&self) -> &str {
+        &self.track_id_str
+    }
+
+    fn rid(&self) -> Option<&str> {
+        None
+    }
+
+    fn stream_id(&self) -> &str {
+        &self.stream_id
+    }
+
+    fn kind(&self) -> RTPCodecType {
+        if self.codec.mime_type.starts_with("audio/") {
+            RTPCodecType::Audio
+        } else {
+            RTPCodecType::Video
+        }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codec(mime: &str, fmtp: &str, pt: u8) -> RTCRtpCodecParameters {
+        RTCRtpCodecParameters {
+            capability: RTCRtpCodecCapability {
+                mime_type: mime.into(),
+                clock_rate: 90000,
+                sdp_fmtp_line: fmtp.into(),
+                ..Default::default()
+            },
+            payload_type: pt,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn codec_matching_prefers_exact_fmtp() {
+        let negotiated = [
+            codec("video/VP8", "", 96),
+            codec("video/H264", "profile-level-id=42001f", 108),
+            codec("video/H264", "profile-level-id=42e01f", 102),
+        ];
+        let h264 = codec("video/H264", "profile-level-id=42e01f", 0).capability;
+        assert_eq!(find_codec(&h264, &negotiated).unwrap().payload_type, 102);
+        let vp8 = codec("video/vp8", "x", 0).capability;
+        assert_eq!(find_codec(&vp8, &negotiated).unwrap().payload_type, 96);
+        let vp9 = codec("video/VP9", "", 0).capability;
+        assert!(find_codec(&vp9, &negotiated).is_none());
+    }
+}

@@ -1,0 +1,285 @@
+//! One `RTCPeerConnection`, behind the few operations the session needs.
+//!
+//! Every call runs on the media runtime (`MediaPlane::run`): webrtc-rs 0.17 spawns its
+//! internal tasks (ICE, DTLS, SRTP readers, interceptors) on the runtime of whoever calls
+//! it, and those must land on the media runtime, not on an actix-web worker.
+//!
+//! Callbacks only turn webrtc-rs events into `PeerEvent`s for the owner's handler (the
+//! session forwards them to its actor with `do_send`); they never touch session state.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+
+use webrtc::data_channel::RTCDataChannel;
+use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
+use webrtc::ice_transport::ice_connection_state::RTCIceConnectionState;
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
+use webrtc::track::track_local::TrackLocal;
+use webrtc::track::track_remote::TrackRemote;
+
+use super::down_track::DownTrack;
+use super::stats::TaskGuard;
+use super::up_track::UpTrack;
+use super::MediaPlane;
+use crate::error::{Error, ProtocolError};
+use crate::protocol::{IceCandidate, PeerTarget};
+
+/// What a peer connection reports to its owner.
+pub enum PeerEvent {
+    /// A local ICE candidate to trickle to the client; `None` when gathering is done.
+    Candidate(Option<IceCandidate>),
+    ConnectionState(RTCPeerConnectionState),
+    IceConnectionState(RTCIceConnectionState),
+    /// A remote track arrived (publisher connection only).
+    Track(Arc<TrackRemote>),
+    /// The client opened a data channel (publisher connection only).
+    DataChannel(Arc<RTCDataChannel>),
+}
+
+pub type PeerEventHandler = Arc<dyn Fn(PeerEvent) + Send + Sync>;
+
+pub struct Peer {
+    pub target: PeerTarget,
+    pc: Arc<RTCPeerConnection>,
+    media: Arc<MediaPlane>,
+    /// Set once DTLS is up; down tracks read it to know when sending can start.
+    transport_ready: Arc<AtomicBool>,
+    closed: AtomicBool,
+    /// Counts this connection in `MediaStats::peer_connections` until `close` finishes.
+    guard: std::sync::Mutex<Option<TaskGuard>>,
+}
+
+impl Peer {
+    pub(super) async fn new(
+        media: Arc<MediaPlane>,
+        target: PeerTarget,
+        handler: PeerEventHandler,
+    ) -> Result<Peer, Error> {
+        let api = Arc::clone(&media.api);
+        let pc = media
+            .run(async move { api.new_peer_connection(RTCConfiguration::default()).await })
+            .await??;
+        let pc = Arc::new(pc);
+        let transport_ready = Arc::new(AtomicBool::new(false));
+        install_handlers(&pc, target, handler, &transport_ready);
+        Ok(Peer {
+            target,
+            guard: std::sync::Mutex::new(Some(TaskGuard::new(&media.stats.peer_connections))),
+            pc,
+            media,
+            transport_ready,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    pub fn connection(&self) -> &Arc<RTCPeerConnection> {
+        &self.pc
+    }
+
+    pub fn transport_ready(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.transport_ready)
+    }
+
+    /// Applies the client's offer and returns our answer (publisher connection).
+    pub async fn answer(&self, offer_sdp: String) -> Result<String, ProtocolError> {
+        let offer = RTCSessionDescription::offer(offer_sdp)
+            .map_err(|e| ProtocolError::BadSdp(format!("offer does not parse: {e}")))?;
+        let pc = Arc::clone(&self.pc);
+        self.media
+            .run(async move {
+                pc.set_remote_description(offer)
+                    .await
+                    .map_err(|e| ProtocolError::BadSdp(format!("offer refused: {e}")))?;
+                let answer = pc
+                    .create_answer(None)
+                    .await
+                    .map_err(|e| ProtocolError::BadSdp(format!("cannot answer this offer: {e}")))?;
+                pc.set_local_description(answer.clone())
+                    .await
+                    .map_err(|e| ProtocolError::Internal(e.to_string()))?;
+                Ok(answer.sdp)
+            })
+            .await
+            .map_err(internal)?
+    }
+
+    /// Creates and applies a new offer (subscriber connection).
+    pub async fn offer(&self) -> Result<String, Error> {
+        let pc = Arc::clone(&self.pc);
+        self.media
+            .run(async move {
+                let offer = pc.create_offer(None).await?;
+                pc.set_local_description(offer.clone()).await?;
+                Ok::<_, Error>(offer.sdp)
+            })
+            .await?
+    }
+
+    /// Applies the client's answer to our last offer (subscriber connection).
+    pub async fn accept_answer(&self, answer_sdp: String) -> Result<(), ProtocolError> {
+        let answer = RTCSessionDescription::answer(answer_sdp)
+            .map_err(|e| ProtocolError::BadSdp(format!("answer does not parse: {e}")))?;
+        let pc = Arc::clone(&self.pc);
+        self.media
+            .run(async move {
+                pc.set_remote_description(answer)
+                    .await
+                    .map_err(|e| ProtocolError::BadSdp(format!("answer refused: {e}")))
+            })
+            .await
+            .map_err(internal)?
+    }
+
+    /// Adds a trickled remote candidate. `None` (end of candidates) needs nothing.
+    pub async fn add_candidate(
+        &self,
+        candidate: Option<IceCandidate>,
+    ) -> Result<(), ProtocolError> {
+        let Some(c) = candidate else { return Ok(()) };
+        if c.candidate.is_empty() {
+            return Ok(());
+        }
+        let init = RTCIceCandidateInit {
+            candidate: c.candidate,
+            sdp_mid: c.sdp_mid,
+            sdp_mline_index: c.sdp_mline_index,
+            username_fragment: c.username_fragment,
+        };
+        let pc = Arc::clone(&self.pc);
+        self.media
+            .run(async move {
+                pc.add_ice_candidate(init)
+                    .await
+                    .map_err(|e| ProtocolError::BadCandidate(format!("candidate refused: {e}")))
+            })
+            .await
+            .map_err(internal)?
+    }
+
+    /// Adds a down track to this (subscriber) connection and starts draining its RTCP:
+    /// keyframe requests from the subscriber's decoder go to the up track (throttled
+    /// there). The next offer carries it.
+    pub async fn add_down_track(
+        &self,
+        down: Arc<DownTrack>,
+        up: Weak<UpTrack>,
+    ) -> Result<Arc<RTCRtpSender>, Error> {
+        let pc = Arc::clone(&self.pc);
+        self.media
+            .run(async move {
+                let track: Arc<dyn TrackLocal + Send + Sync> = down;
+                let sender = pc.add_track(track).await?;
+                let reader = Arc::clone(&sender);
+                tokio::spawn(async move {
+                    // Ends when the sender stops (track removed or connection closed).
+                    while let Ok((packets, _)) = reader.read_rtcp().await {
+                        let wants_keyframe = packets.iter().any(|p| {
+                            let any = p.as_any();
+                            any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+                        });
+                        if wants_keyframe {
+                            match up.upgrade() {
+                                Some(up) => up.request_keyframe(),
+                                None => break,
+                            }
+                        }
+                    }
+                });
+                Ok::<_, Error>(sender)
+            })
+            .await?
+    }
+
+    pub async fn remove_down_track(&self, sender: Arc<RTCRtpSender>) -> Result<(), Error> {
+        let pc = Arc::clone(&self.pc);
+        self.media
+            .run(async move { pc.remove_track(&sender).await })
+            .await??;
+        Ok(())
+    }
+
+    /// Closes the connection in the background. Idempotent. Handlers are replaced by
+    /// no-ops first: webrtc-rs 0.17 keeps callback boxes alive after close (#772), and
+    /// nothing should reach a session that is gone.
+    pub fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let pc = Arc::clone(&self.pc);
+        let guard = self.guard.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.media.handle().spawn(async move {
+            clear_handlers(&pc);
+            let _ = pc.close().await;
+            drop(guard);
+        });
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn internal(e: Error) -> ProtocolError {
+    ProtocolError::Internal(e.to_string())
+}
+
+fn install_handlers(
+    pc: &Arc<RTCPeerConnection>,
+    target: PeerTarget,
+    handler: PeerEventHandler,
+    transport_ready: &Arc<AtomicBool>,
+) {
+    let h = Arc::clone(&handler);
+    pc.on_ice_candidate(Box::new(move |c| {
+        let candidate = c.and_then(|c| c.to_json().ok()).map(|init| IceCandidate {
+            candidate: init.candidate,
+            sdp_mid: init.sdp_mid,
+            sdp_mline_index: init.sdp_mline_index,
+            username_fragment: init.username_fragment,
+        });
+        h(PeerEvent::Candidate(candidate));
+        Box::pin(async {})
+    }));
+    let h = Arc::clone(&handler);
+    let ready = Arc::clone(transport_ready);
+    pc.on_peer_connection_state_change(Box::new(move |s| {
+        if s == RTCPeerConnectionState::Connected {
+            ready.store(true, Ordering::Release);
+        }
+        h(PeerEvent::ConnectionState(s));
+        Box::pin(async {})
+    }));
+    let h = Arc::clone(&handler);
+    pc.on_ice_connection_state_change(Box::new(move |s| {
+        h(PeerEvent::IceConnectionState(s));
+        Box::pin(async {})
+    }));
+    if target == PeerTarget::Publisher {
+        let h = Arc::clone(&handler);
+        pc.on_track(Box::new(move |track, _receiver, _transceiver| {
+            h(PeerEvent::Track(track));
+            Box::pin(async {})
+        }));
+        let h = handler;
+        pc.on_data_channel(Box::new(move |dc| {
+            h(PeerEvent::DataChannel(dc));
+            Box::pin(async {})
+        }));
+    }
+}
+
+fn clear_handlers(pc: &RTCPeerConnection) {
+    pc.on_ice_candidate(Box::new(|_| Box::pin(async {})));
+    pc.on_peer_connection_state_change(Box::new(|_| Box::pin(async {})));
+    pc.on_ice_connection_state_change(Box::new(|_| Box::pin(async {})));
+    pc.on_track(Box::new(|_, _, _| Box::pin(async {})));
+    pc.on_data_channel(Box::new(|_| Box::pin(async {})));
+}

@@ -1,0 +1,71 @@
+//! Media-plane counters, read by `/metrics` and `/healthz`, and the gauges tests use to
+//! prove teardown (no forwarding task, no peer connection left).
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+#[derive(Debug, Default)]
+pub struct MediaStats {
+    pub packets_received: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub packets_forwarded: AtomicU64,
+    pub bytes_forwarded: AtomicU64,
+    /// Writes to a subscriber that failed (its connection was closing).
+    pub packets_dropped: AtomicU64,
+    /// Keyframe requests sent to publishers.
+    pub plis_sent: AtomicU64,
+    /// Up-track read loops running now.
+    pub forwarding_tasks: Arc<AtomicI64>,
+    /// Peer connections created and not yet closed.
+    pub peer_connections: Arc<AtomicI64>,
+}
+
+impl MediaStats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    pub fn gauge(g: &AtomicI64) -> i64 {
+        g.load(Ordering::Acquire)
+    }
+}
+
+/// Per-loop counts, published to `MediaStats` in batches.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub dropped: u64,
+}
+
+impl Tally {
+    pub fn flush(&mut self, stats: &MediaStats) {
+        let r = Ordering::Relaxed;
+        stats.packets_received.fetch_add(self.packets_in, r);
+        stats.bytes_received.fetch_add(self.bytes_in, r);
+        stats.packets_forwarded.fetch_add(self.packets_out, r);
+        stats.bytes_forwarded.fetch_add(self.bytes_out, r);
+        stats.packets_dropped.fetch_add(self.dropped, r);
+        *self = Tally::default();
+    }
+}
+
+/// Counts a live thing in a gauge for exactly as long as the guard lives, so a task or
+/// connection cannot end without being uncounted.
+#[derive(Debug)]
+pub struct TaskGuard(Arc<AtomicI64>);
+
+impl TaskGuard {
+    pub fn new(gauge: &Arc<AtomicI64>) -> Self {
+        gauge.fetch_add(1, Ordering::AcqRel);
+        Self(Arc::clone(gauge))
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,217 @@
+//! An up track: one track a participant publishes, and the one task that reads its RTP
+//! and hands each packet to every subscriber's down track.
+//!
+//! The subscriber list is copy-on-write (`ArcSwap`): the control plane swaps in a new
+//! list, the read loop loads the current one per packet and never waits on a lock or a
+//! mailbox. Media never passes through an actor.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
+use webrtc::track::track_remote::TrackRemote;
+
+use super::codec::PayloadFormat;
+use super::down_track::{DownTrack, Sent};
+use super::stats::{MediaStats, Tally, TaskGuard};
+use crate::ids::{ParticipantId, TrackId};
+use crate::protocol::{MediaKind, TrackInfo};
+
+/// However many subscribers ask, the publisher gets at most one keyframe request per
+/// this interval per track: a big room must not cause a PLI storm (each keyframe costs
+/// the publisher a burst of bits).
+pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(1000);
+
+/// Microseconds since the first call: the forwarders' clock.
+pub fn now_us() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+pub struct UpTrack {
+    pub id: TrackId,
+    pub publisher: ParticipantId,
+    pub kind: MediaKind,
+    pub codec: RTCRtpCodecCapability,
+    format: PayloadFormat,
+    media_ssrc: u32,
+    subscribers: ArcSwap<Vec<Arc<DownTrack>>>,
+    /// The publisher's connection, to send keyframe requests on. Weak: the connection
+    /// owns the track, not the other way round.
+    publisher_pc: Weak<RTCPeerConnection>,
+    /// `now_us()` of the last keyframe request plus one (0 = never).
+    last_keyframe_request_us: AtomicU64,
+    cancel: CancellationToken,
+    stats: Arc<MediaStats>,
+}
+
+impl UpTrack {
+    /// Starts forwarding a remote track on the current (media) runtime. `on_end` runs
+    /// once when the read loop stops for any reason other than `stop()`: the track was
+    /// removed by the publisher or its connection closed.
+    pub fn start(
+        track: Arc<TrackRemote>,
+        publisher_pc: &Arc<RTCPeerConnection>,
+        publisher: ParticipantId,
+        stats: Arc<MediaStats>,
+        on_end: impl FnOnce(TrackId) + Send + 'static,
+    ) -> Arc<UpTrack> {
+        let codec = track.codec().capability;
+        let kind = if codec.mime_type.starts_with("audio/") {
+            MediaKind::Audio
+        } else {
+            MediaKind::Video
+        };
+        let up = Arc::new(UpTrack {
+            id: TrackId::random(),
+            publisher,
+            kind,
+            format: PayloadFormat::from_mime(&codec.mime_type),
+            codec,
+            media_ssrc: track.ssrc(),
+            subscribers: ArcSwap::from_pointee(Vec::new()),
+            publisher_pc: Arc::downgrade(publisher_pc),
+            last_keyframe_request_us: AtomicU64::new(0),
+            cancel: CancellationToken::new(),
+            stats,
+        });
+        let guard = TaskGuard::new(&up.stats.forwarding_tasks);
+        let looper = Arc::clone(&up);
+        tokio::spawn(async move {
+            let _guard = guard;
+            let cancelled = looper.read_loop(track).await;
+            // Subscribers must not keep a dead track's down tracks.
+            looper.subscribers.store(Arc::new(Vec::new()));
+            if !cancelled {
+                on_end(looper.id.clone());
+            }
+        });
+        up
+    }
+
+    /// Returns whether the loop ended because of `stop()`.
+    async fn read_loop(&self, track: Arc<TrackRemote>) -> bool {
+        // Counted locally and published in batches: a shared counter bumped per packet
+        // from every forwarding thread would bounce one cache line between cores.
+        let mut tally = Tally::default();
+        let cancelled = loop {
+            let pkt = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break true,
+                r = track.read_rtp() => match r {
+                    Ok((pkt, _)) => pkt,
+                    Err(_) => break false,
+                },
+            };
+            // Padding-only packets are the publisher's bandwidth probes, not media.
+            if pkt.payload.is_empty() {
+                continue;
+            }
+            tally.packets_in += 1;
+            tally.bytes_in += pkt.payload.len() as u64;
+            let keyframe = self.format.is_keyframe_start(&pkt.payload);
+            let now = now_us();
+            let subscribers = self.subscribers.load();
+            for down in subscribers.iter() {
+                match down.write(&pkt, keyframe, now).await {
+                    Sent::Bytes(n) => {
+                        tally.packets_out += 1;
+                        tally.bytes_out += n as u64;
+                    }
+                    Sent::WantsKeyframe => self.request_keyframe(),
+                    Sent::Skipped => {}
+                    Sent::Failed => tally.dropped += 1,
+                }
+            }
+            if tally.packets_in >= 32 {
+                tally.flush(&self.stats);
+            }
+        };
+        tally.flush(&self.stats);
+        cancelled
+    }
+
+    pub fn info(&self) -> TrackInfo {
+        TrackInfo {
+            id: self.id.clone(),
+            participant_id: self.publisher.clone(),
+            kind: self.kind,
+            codec: self.codec.mime_type.clone(),
+        }
+    }
+
+    pub fn add_subscriber(&self, down: Arc<DownTrack>) {
+        self.subscribers.rcu(|list| {
+            let mut next: Vec<_> = list
+                .iter()
+                .filter(|d| d.subscriber() != down.subscriber())
+                .cloned()
+                .collect();
+            next.push(Arc::clone(&down));
+            next
+        });
+    }
+
+    pub fn remove_subscriber(&self, subscriber: &ParticipantId) {
+        self.subscribers.rcu(|list| {
+            list.iter()
+                .filter(|d| d.subscriber() != subscriber)
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.load().len()
+    }
+
+    /// Asks the publisher for a keyframe (PLI), at most once per
+    /// `KEYFRAME_REQUEST_INTERVAL`. Called from the read loop (a subscriber starting) and
+    /// from subscribers' RTCP (their decoder lost the picture). Must run on the media
+    /// runtime.
+    pub fn request_keyframe(&self) {
+        if !self.format.needs_keyframe() {
+            return;
+        }
+        let now = now_us() + 1;
+        let last = self.last_keyframe_request_us.load(Ordering::Relaxed);
+        if last != 0 && now - last < KEYFRAME_REQUEST_INTERVAL.as_micros() as u64 {
+            return;
+        }
+        if self
+            .last_keyframe_request_us
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return; // another caller won the race and is sending one
+        }
+        let Some(pc) = self.publisher_pc.upgrade() else {
+            return;
+        };
+        self.stats.plis_sent.fetch_add(1, Ordering::Relaxed);
+        let pli = PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc: self.media_ssrc,
+        };
+        tokio::spawn(async move {
+            let _ = pc.write_rtcp(&[Box::new(pli)]).await;
+        });
+    }
+
+    /// Stops the read loop (the track was unpublished or its publisher left).
+    pub fn stop(&self) {
+        self.cancel.cancel();
+        self.subscribers.store(Arc::new(Vec::new()));
+    }
+}
+
+impl Drop for UpTrack {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}

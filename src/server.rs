@@ -1,0 +1,245 @@
+//! The HTTP side: `/ws` signalling, `/healthz`, `/metrics`, the web client at `/`, and
+//! the whole server's lifecycle (`Plaza::run`: serve until `shutdown` resolves, then
+//! tell every client, close every connection, stop within a bound).
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web_actors::ws;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::registry::Registry;
+use crate::rtc::{MediaPlane, MediaStats};
+use crate::session::{Shutdown, WsSession};
+
+/// What every handler and actor shares.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub registry: Arc<Registry>,
+    pub media: Arc<MediaPlane>,
+}
+
+/// A configured server, ready to `run`. Tests keep `registry()` and `media_stats()` to
+/// check teardown from outside.
+pub struct Plaza {
+    state: Arc<AppState>,
+}
+
+/// How long shutdown waits for clients to be told and disconnected.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+impl Plaza {
+    pub fn new(config: Config) -> Result<Self> {
+        config.validate()?;
+        let media = MediaPlane::new(&config.ice, config.media_threads)?;
+        Ok(Self {
+            state: Arc::new(AppState {
+                config: Arc::new(config),
+                registry: Registry::new(),
+                media,
+            }),
+        })
+    }
+
+    pub fn registry(&self) -> Arc<Registry> {
+        Arc::clone(&self.state.registry)
+    }
+
+    pub fn media_stats(&self) -> Arc<MediaStats> {
+        Arc::clone(&self.state.media.stats)
+    }
+
+    pub fn media(&self) -> Arc<MediaPlane> {
+        Arc::clone(&self.state.media)
+    }
+
+    /// Serves on `listener` until `shutdown` resolves. Must run inside an actix system
+    /// (`actix_web::rt::System`), as `main` and `crate::testing` do.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        let state = Arc::clone(&self.state);
+        let config = Arc::clone(&state.config);
+        let addr = listener.local_addr()?;
+        let web_root = config.web_root.clone();
+        if !web_root.join("index.html").is_file() {
+            warn!(web_root = %web_root.display(), "no index.html in the web root: the web client will not load");
+        }
+        let data = web::Data::from(Arc::clone(&state));
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .route("/ws", web::get().to(ws_route))
+                .route("/healthz", web::get().to(healthz))
+                .route("/metrics", web::get().to(metrics))
+                .service(actix_files::Files::new("/", &web_root).index_file("index.html"))
+        })
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(1);
+        if config.http_workers > 0 {
+            server = server.workers(config.http_workers);
+        }
+        let server = server.run();
+        let handle = server.handle();
+        info!(%addr, "listening: http://{addr}/ (signalling at /ws)");
+
+        tokio::pin!(shutdown);
+        let server_task = actix_web::rt::spawn(server);
+        shutdown.await;
+        info!("shutting down");
+        for (_, connection) in state.registry.connections() {
+            connection.session.do_send(Shutdown);
+        }
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while !state.registry.is_empty() && Instant::now() < deadline {
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        handle.stop(true).await;
+        let _ = server_task.await;
+        let media = Arc::clone(&state.media);
+        // Dropping a runtime inside another runtime's context panics: do it on a thread.
+        let _ = std::thread::spawn(move || media.shutdown(Duration::from_secs(1))).join();
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Serves `config` on `listener` until `shutdown` resolves (inside an actix system).
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    Plaza::new(config)?.run(listener, shutdown).await
+}
+
+async fn ws_route(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+) -> actix_web::Result<HttpResponse> {
+    let session = WsSession::new(state.clone().into_inner(), req.peer_addr());
+    ws::WsResponseBuilder::new(session, &req, stream)
+        .frame_size(state.config.limits.max_frame_bytes)
+        .start()
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    uptime_secs: u64,
+    rooms: usize,
+    participants: usize,
+    connections: usize,
+    tracks: i64,
+    peer_connections: i64,
+}
+
+async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    let counts = state.registry.counts();
+    let stats = &state.media.stats;
+    HttpResponse::Ok().json(Health {
+        status: "ok",
+        uptime_secs: state.registry.uptime().as_secs(),
+        rooms: counts.rooms,
+        participants: counts.participants,
+        connections: counts.connections,
+        tracks: MediaStats::gauge(&stats.forwarding_tasks),
+        peer_connections: MediaStats::gauge(&stats.peer_connections),
+    })
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let counts = state.registry.counts();
+    let s = &state.media.stats;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    metric(
+        "plaza_rooms",
+        "gauge",
+        "Rooms open.",
+        counts.rooms.to_string(),
+    );
+    metric(
+        "plaza_participants",
+        "gauge",
+        "Participants in rooms.",
+        counts.participants.to_string(),
+    );
+    metric(
+        "plaza_connections",
+        "gauge",
+        "WebSocket connections.",
+        counts.connections.to_string(),
+    );
+    metric(
+        "plaza_published_tracks",
+        "gauge",
+        "Published tracks being forwarded.",
+        MediaStats::gauge(&s.forwarding_tasks).to_string(),
+    );
+    metric(
+        "plaza_peer_connections",
+        "gauge",
+        "Peer connections open.",
+        MediaStats::gauge(&s.peer_connections).to_string(),
+    );
+    metric(
+        "plaza_packets_received_total",
+        "counter",
+        "RTP packets received from publishers.",
+        MediaStats::get(&s.packets_received).to_string(),
+    );
+    metric(
+        "plaza_bytes_received_total",
+        "counter",
+        "RTP payload bytes received from publishers.",
+        MediaStats::get(&s.bytes_received).to_string(),
+    );
+    metric(
+        "plaza_packets_forwarded_total",
+        "counter",
+        "RTP packets sent to subscribers.",
+        MediaStats::get(&s.packets_forwarded).to_string(),
+    );
+    metric(
+        "plaza_bytes_forwarded_total",
+        "counter",
+        "Bytes sent to subscribers (SRTP).",
+        MediaStats::get(&s.bytes_forwarded).to_string(),
+    );
+    metric(
+        "plaza_packets_dropped_total",
+        "counter",
+        "Packets that could not be sent to a subscriber.",
+        MediaStats::get(&s.packets_dropped).to_string(),
+    );
+    metric(
+        "plaza_plis_sent_total",
+        "counter",
+        "Keyframe requests sent to publishers.",
+        MediaStats::get(&s.plis_sent).to_string(),
+    );
+    let _ = writeln!(out, "# HELP plaza_errors_total Error frames sent to clients, by code.\n# TYPE plaza_errors_total counter");
+    for (code, n) in state.registry.errors_by_code() {
+        let _ = writeln!(out, "plaza_errors_total{{code=\"{code}\"}} {n}");
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(out)
+}

@@ -1,0 +1,39 @@
+//! Messages a `WsSession` receives from outside the WebSocket: webrtc-rs callbacks (via
+//! `do_send`, never touching state directly), its own tasks, and the server.
+
+use actix::Message;
+use webrtc::data_channel::data_channel_message::DataChannelMessage;
+
+use crate::ids::TrackId;
+use crate::protocol::PeerTarget;
+use crate::rtc::PeerEvent;
+
+/// An event from one of the participant's two peer connections.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FromPeer {
+    pub target: PeerTarget,
+    pub event: PeerEvent,
+}
+
+/// A message on the participant's chat data channel.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ChatReceived(pub DataChannelMessage);
+
+/// A published track's read loop ended on its own (removed by the client, or its
+/// connection closed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UpTrackEnded(pub TrackId);
+
+/// Time to (re)offer on the subscriber connection. Sent to self, so several changes
+/// already queued in the mailbox are folded into one offer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Negotiate;
+
+/// The server is shutting down: tell the client and close.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Shutdown;
