@@ -23,7 +23,6 @@ use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::APIBuilder;
 use webrtc::data_channel::RTCDataChannel;
-use webrtc::ice::mdns::MulticastDnsMode;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::ice_transport::ice_server::RTCIceServer;
 use webrtc::interceptor::registry::Registry;
@@ -558,7 +557,7 @@ fn build_client_api(ice_ips: &[IpAddr]) -> ClientResult<webrtc::api::API> {
     register_codecs(&mut media)?;
     let registry = register_default_interceptors(Registry::new(), &mut media)?;
     let mut s = SettingEngine::default();
-    s.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+    crate::rtc::tune_ice(&mut s);
     if !ice_ips.is_empty() {
         let allowed = ice_ips.to_vec();
         s.set_ip_filter(Box::new(move |ip| allowed.contains(&ip)));
@@ -783,16 +782,12 @@ async fn signalling(
                 }
                 flush(&subscriber, early.remove(&PeerTarget::Subscriber)).await;
                 if let Ok(answer) = subscriber.create_answer(None).await {
-                    if subscriber
-                        .set_local_description(answer.clone())
-                        .await
-                        .is_ok()
-                    {
-                        shared.send(&ClientMessage::Answer {
-                            target: PeerTarget::Subscriber,
-                            sdp: answer.sdp,
-                        });
-                    }
+                    // Sent before gathering starts, so no candidate overtakes it.
+                    shared.send(&ClientMessage::Answer {
+                        target: PeerTarget::Subscriber,
+                        sdp: answer.sdp.clone(),
+                    });
+                    let _ = subscriber.set_local_description(answer).await;
                 }
             }
             ServerMessage::Candidate {

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use webrtc::data_channel::data_channel_message::DataChannelMessage;
 use webrtc::data_channel::RTCDataChannel;
 
 /// Messages waiting to be sent to one participant before new ones are dropped.
@@ -20,20 +19,22 @@ pub struct ChatChannel {
 }
 
 impl ChatChannel {
-    /// Wires `on_message` and starts the outbox on the media runtime.
-    pub fn attach(
-        channel: Arc<RTCDataChannel>,
-        media: &tokio::runtime::Handle,
-        on_message: impl Fn(DataChannelMessage) + Send + Sync + 'static,
-    ) -> ChatChannel {
-        let on_message = Arc::new(on_message);
-        channel.on_message(Box::new(move |msg| {
-            on_message(msg);
+    /// Starts the outbox on the media runtime. (Incoming messages are wired when the
+    /// channel is announced: see `peer.rs`.)
+    pub fn attach(channel: Arc<RTCDataChannel>, media: &tokio::runtime::Handle) -> ChatChannel {
+        // webrtc-rs announces a remote channel before it is open (sends would fail),
+        // so the outbox starts draining on `on_open`, which also fires if it already is.
+        let (opened_tx, opened) = tokio::sync::oneshot::channel::<()>();
+        channel.on_open(Box::new(move || {
+            let _ = opened_tx.send(());
             Box::pin(async {})
         }));
         let (tx, mut rx) = mpsc::channel::<String>(OUTBOX);
         let sender = Arc::clone(&channel);
         media.spawn(async move {
+            if opened.await.is_err() {
+                return;
+            }
             while let Some(text) = rx.recv().await {
                 if sender.send_text(text).await.is_err() {
                     break;
@@ -59,5 +60,6 @@ impl ChatChannel {
 impl Drop for ChatChannel {
     fn drop(&mut self) {
         self.channel.on_message(Box::new(|_| Box::pin(async {})));
+        self.channel.on_open(Box::new(|| Box::pin(async {})));
     }
 }

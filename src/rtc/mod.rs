@@ -135,16 +135,31 @@ impl MediaPlane {
     }
 }
 
+/// ICE settings every Plaza peer connection (and the headless client) uses.
+pub fn tune_ice(s: &mut SettingEngine) {
+    // Browsers hide host addresses behind mDNS names when they have no media
+    // permission; we never need to resolve them (their checks reach us and become
+    // peer-reflexive candidates), and multicast is often unavailable on servers.
+    s.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+    // When we are the controlling agent (the subscriber connection), webrtc-rs by
+    // default waits 1 s before nominating a pair with a peer-reflexive candidate, and
+    // 2 s for a relayed one. A client's check often arrives before its trickled
+    // candidate does, making it peer-reflexive, so the default cost joins a second.
+    // Direct pairs are accepted at once; a relayed pair gets a short grace period for
+    // a direct one to succeed first.
+    s.set_host_acceptance_min_wait(Some(Duration::ZERO));
+    s.set_srflx_acceptance_min_wait(Some(Duration::ZERO));
+    s.set_prflx_acceptance_min_wait(Some(Duration::ZERO));
+    s.set_relay_acceptance_min_wait(Some(Duration::from_millis(300)));
+}
+
 fn build_api(ice: &IceConfig, udp_mux: Option<Arc<UDPMuxDefault>>) -> Result<API> {
     let mut media = MediaEngine::default();
     codec::register_codecs(&mut media)?;
     let registry = register_default_interceptors(Registry::new(), &mut media)?;
 
     let mut s = SettingEngine::default();
-    // Browsers hide host addresses behind mDNS names when they have no media
-    // permission; we never need to resolve them (their checks reach us and become
-    // peer-reflexive candidates), and multicast is often unavailable on servers.
-    s.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+    tune_ice(&mut s);
     if !ice.ips.is_empty() {
         let allowed: Vec<IpAddr> = ice.ips.clone();
         s.set_ip_filter(Box::new(move |ip| allowed.contains(&ip)));

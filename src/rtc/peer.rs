@@ -10,6 +10,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
+use webrtc::data_channel::data_channel_message::DataChannelMessage;
 use webrtc::data_channel::RTCDataChannel;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::ice_transport::ice_connection_state::RTCIceConnectionState;
@@ -40,6 +41,11 @@ pub enum PeerEvent {
     Track(Arc<TrackRemote>),
     /// The client opened a data channel (publisher connection only).
     DataChannel(Arc<RTCDataChannel>),
+    /// A message on one of the client's data channels (by label).
+    DataMessage {
+        label: String,
+        message: DataChannelMessage,
+    },
 }
 
 pub type PeerEventHandler = Arc<dyn Fn(PeerEvent) + Send + Sync>;
@@ -51,6 +57,9 @@ pub struct Peer {
     /// Set once DTLS is up; down tracks read it to know when sending can start.
     transport_ready: Arc<AtomicBool>,
     closed: AtomicBool,
+    /// Remote candidates that came before the remote description (a client may trickle
+    /// them right after its offer/answer; they are applied once it is set).
+    early_candidates: Arc<std::sync::Mutex<Vec<RTCIceCandidateInit>>>,
     /// Counts this connection in `MediaStats::peer_connections` until `close` finishes.
     guard: std::sync::Mutex<Option<TaskGuard>>,
 }
@@ -75,6 +84,7 @@ impl Peer {
             media,
             transport_ready,
             closed: AtomicBool::new(false),
+            early_candidates: Arc::default(),
         })
     }
 
@@ -91,11 +101,13 @@ impl Peer {
         let offer = RTCSessionDescription::offer(offer_sdp)
             .map_err(|e| ProtocolError::BadSdp(format!("offer does not parse: {e}")))?;
         let pc = Arc::clone(&self.pc);
+        let early = Arc::clone(&self.early_candidates);
         self.media
             .run(async move {
                 pc.set_remote_description(offer)
                     .await
                     .map_err(|e| ProtocolError::BadSdp(format!("offer refused: {e}")))?;
+                apply_early_candidates(&pc, &early).await;
                 let answer = pc
                     .create_answer(None)
                     .await
@@ -126,11 +138,14 @@ impl Peer {
         let answer = RTCSessionDescription::answer(answer_sdp)
             .map_err(|e| ProtocolError::BadSdp(format!("answer does not parse: {e}")))?;
         let pc = Arc::clone(&self.pc);
+        let early = Arc::clone(&self.early_candidates);
         self.media
             .run(async move {
                 pc.set_remote_description(answer)
                     .await
-                    .map_err(|e| ProtocolError::BadSdp(format!("answer refused: {e}")))
+                    .map_err(|e| ProtocolError::BadSdp(format!("answer refused: {e}")))?;
+                apply_early_candidates(&pc, &early).await;
+                Ok(())
             })
             .await
             .map_err(internal)?
@@ -152,8 +167,19 @@ impl Peer {
             username_fragment: c.username_fragment,
         };
         let pc = Arc::clone(&self.pc);
+        let early = Arc::clone(&self.early_candidates);
         self.media
             .run(async move {
+                if pc.remote_description().await.is_none() {
+                    let mut queue = early.lock().unwrap_or_else(|e| e.into_inner());
+                    if queue.len() >= MAX_EARLY_CANDIDATES {
+                        return Err(ProtocolError::BadCandidate(
+                            "too many candidates before the description they belong to".into(),
+                        ));
+                    }
+                    queue.push(init);
+                    return Ok(());
+                }
                 pc.add_ice_candidate(init)
                     .await
                     .map_err(|e| ProtocolError::BadCandidate(format!("candidate refused: {e}")))
@@ -227,6 +253,20 @@ impl Drop for Peer {
     }
 }
 
+/// Candidates kept per connection while its remote description is missing.
+const MAX_EARLY_CANDIDATES: usize = 64;
+
+async fn apply_early_candidates(
+    pc: &RTCPeerConnection,
+    early: &std::sync::Mutex<Vec<RTCIceCandidateInit>>,
+) {
+    let queued = std::mem::take(&mut *early.lock().unwrap_or_else(|e| e.into_inner()));
+    for c in queued {
+        // A bad one was the client's mistake; the rest still count.
+        let _ = pc.add_ice_candidate(c).await;
+    }
+}
+
 fn internal(e: Error) -> ProtocolError {
     ProtocolError::Internal(e.to_string())
 }
@@ -270,6 +310,18 @@ fn install_handlers(
         }));
         let h = handler;
         pc.on_data_channel(Box::new(move |dc| {
+            // webrtc-rs starts reading the channel right after this callback returns,
+            // so the message handler must be in place now, not after an actor hop
+            // (or the client's first messages are lost).
+            let on_message = Arc::clone(&h);
+            let label = dc.label().to_string();
+            dc.on_message(Box::new(move |message| {
+                on_message(PeerEvent::DataMessage {
+                    label: label.clone(),
+                    message,
+                });
+                Box::pin(async {})
+            }));
             h(PeerEvent::DataChannel(dc));
             Box::pin(async {})
         }));

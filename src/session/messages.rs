@@ -2,7 +2,6 @@
 //! `do_send`, never touching state directly), its own tasks, and the server.
 
 use actix::Message;
-use webrtc::data_channel::data_channel_message::DataChannelMessage;
 
 use crate::ids::TrackId;
 use crate::protocol::PeerTarget;
@@ -15,11 +14,6 @@ pub struct FromPeer {
     pub target: PeerTarget,
     pub event: PeerEvent,
 }
-
-/// A message on the participant's chat data channel.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ChatReceived(pub DataChannelMessage);
 
 /// A published track's read loop ended on its own (removed by the client, or its
 /// connection closed).

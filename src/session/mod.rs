@@ -45,6 +45,9 @@ use crate::server::AppState;
 /// call cannot hold the session (and its heartbeat) forever.
 const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Chat messages kept for a participant whose chat channel is not open yet.
+const CHAT_BACKLOG: usize = 64;
+
 enum Phase {
     Connected,
     Joining,
@@ -80,6 +83,8 @@ pub struct WsSession {
     subscriptions: HashMap<TrackId, Subscription>,
     negotiation: Negotiation,
     chat: Option<ChatChannel>,
+    /// Chat for this participant that arrived before its chat channel opened.
+    chat_backlog: Vec<Arc<str>>,
     span: Span,
     /// Removes this connection from the registry when the actor is dropped.
     _registration: Option<ConnectionGuard>,
@@ -101,6 +106,7 @@ impl WsSession {
             subscriptions: HashMap::new(),
             negotiation: Negotiation::default(),
             chat: None,
+            chat_backlog: Vec::new(),
             span,
             _registration: None,
         }
@@ -503,16 +509,20 @@ impl WsSession {
                 self.on_remote_track(track, ctx)
             }
             PeerEvent::DataChannel(dc) if dc.label() == CHAT_CHANNEL_LABEL => {
-                let addr = ctx.address().downgrade();
-                self.chat = Some(ChatChannel::attach(
-                    dc,
-                    self.app.media.handle(),
-                    move |msg| {
-                        if let Some(addr) = addr.upgrade() {
-                            addr.do_send(ChatReceived(msg));
-                        }
-                    },
-                ));
+                debug!("chat channel open");
+                let chat = ChatChannel::attach(dc, self.app.media.handle());
+                for json in self.chat_backlog.drain(..) {
+                    chat.send(json.to_string());
+                }
+                self.chat = Some(chat);
+            }
+            PeerEvent::DataMessage { label, message } if label == CHAT_CHANNEL_LABEL => {
+                if let Err(e) = self.on_chat(message, ctx) {
+                    self.fail(ctx, e);
+                }
+            }
+            PeerEvent::DataMessage { label, .. } => {
+                debug!(%label, "ignoring a message on a data channel with an unknown label");
             }
             PeerEvent::DataChannel(dc) => {
                 debug!(
@@ -730,17 +740,6 @@ impl Handler<FromPeer> for WsSession {
     }
 }
 
-impl Handler<ChatReceived> for WsSession {
-    type Result = ();
-
-    fn handle(&mut self, msg: ChatReceived, ctx: &mut Self::Context) {
-        let _e = self.span.clone().entered();
-        if let Err(e) = self.on_chat(msg.0, ctx) {
-            self.fail(ctx, e);
-        }
-    }
-}
-
 impl Handler<UpTrackEnded> for WsSession {
     type Result = ();
 
@@ -834,13 +833,16 @@ impl Handler<RoomEvent> for WsSession {
                 );
                 self.unsubscribe(&track_id, ctx);
             }
-            RoomEvent::Chat(json) => {
-                if let Some(chat) = &self.chat {
+            RoomEvent::Chat(json) => match &self.chat {
+                Some(chat) => {
                     if !chat.send(json.to_string()) {
                         debug!("chat message dropped: receiver too slow");
                     }
                 }
-            }
+                // Joined, but the data channel is not open yet: keep a bounded backlog.
+                None if self.chat_backlog.len() < CHAT_BACKLOG => self.chat_backlog.push(json),
+                None => debug!("chat message dropped: channel not open"),
+            },
             RoomEvent::Closed(reason) => self.fail(ctx, reason),
         }
     }

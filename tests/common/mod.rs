@@ -80,3 +80,124 @@ pub fn has_server_event(p: &Participant, f: impl Fn(&ServerMessage) -> bool) -> 
         .iter()
         .any(|e| matches!(e, Event::Server(m) if f(m)))
 }
+
+/// A bare WebSocket client for protocol-level tests: sends exactly what it is told.
+pub struct RawClient {
+    pub ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+pub enum Received {
+    Message(ServerMessage),
+    Closed(Option<u16>),
+}
+
+impl RawClient {
+    pub async fn connect(server: &TestServer) -> RawClient {
+        let (ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+            .await
+            .expect("websocket connects");
+        RawClient { ws }
+    }
+
+    pub async fn send(&mut self, text: impl Into<String>) {
+        use futures_util::SinkExt;
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_binary(&mut self, data: Vec<u8>) {
+        use futures_util::SinkExt;
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::Binary(data))
+            .await
+            .expect("send");
+    }
+
+    /// The next protocol message or the close, skipping pings.
+    pub async fn recv(&mut self) -> Received {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            let next = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("server answers in time");
+            match next {
+                Some(Ok(Message::Text(t))) => {
+                    return Received::Message(
+                        serde_json::from_str(&t).expect("server sends valid JSON"),
+                    )
+                }
+                Some(Ok(Message::Close(f))) => {
+                    return Received::Closed(f.map(|f| u16::from(f.code)))
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Received::Closed(None),
+            }
+        }
+    }
+
+    /// Waits for an `error` frame and returns its code.
+    pub async fn error_code(&mut self) -> String {
+        loop {
+            match self.recv().await {
+                Received::Message(ServerMessage::Error { code, .. }) => return code,
+                Received::Message(_) => continue,
+                Received::Closed(c) => panic!("closed ({c:?}) instead of an error frame"),
+            }
+        }
+    }
+
+    pub async fn close_code(&mut self) -> Option<u16> {
+        loop {
+            if let Received::Closed(c) = self.recv().await {
+                return c;
+            }
+        }
+    }
+
+    pub async fn join(&mut self, room: &str, name: &str) -> String {
+        self.send(format!(
+            r#"{{"type":"join","room":"{room}","name":"{name}"}}"#
+        ))
+        .await;
+        loop {
+            match self.recv().await {
+                Received::Message(ServerMessage::Joined { participant_id, .. }) => {
+                    return participant_id.to_string()
+                }
+                Received::Message(ServerMessage::Error { code, message }) => {
+                    panic!("join refused: {code}: {message}")
+                }
+                Received::Message(_) => continue,
+                Received::Closed(c) => panic!("closed ({c:?}) before joined"),
+            }
+        }
+    }
+}
+
+/// A real publisher offer (audio + video + data channel) from a webrtc-rs peer, for
+/// tests that need valid SDP without a full participant.
+pub async fn real_offer() -> String {
+    use std::sync::Arc;
+    use webrtc::api::media_engine::MediaEngine;
+    use webrtc::api::APIBuilder;
+    use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+    let mut m = MediaEngine::default();
+    m.register_default_codecs().unwrap();
+    let api = APIBuilder::new().with_media_engine(m).build();
+    let pc = Arc::new(api.new_peer_connection(Default::default()).await.unwrap());
+    pc.add_transceiver_from_kind(RTPCodecType::Audio, None)
+        .await
+        .unwrap();
+    pc.add_transceiver_from_kind(RTPCodecType::Video, None)
+        .await
+        .unwrap();
+    pc.create_data_channel("chat", None).await.unwrap();
+    let offer = pc.create_offer(None).await.unwrap();
+    let _ = pc.close().await;
+    offer.sdp
+}
