@@ -281,7 +281,9 @@ fn install_handlers(
     pc.on_ice_candidate(Box::new(move |c| {
         let candidate = c.and_then(|c| c.to_json().ok()).map(|init| IceCandidate {
             candidate: init.candidate,
-            sdp_mid: init.sdp_mid,
+            // webrtc-rs leaves the mid empty; an empty mid names no media section, so
+            // leave it out and let sdpMLineIndex (0, the bundle's first) say it.
+            sdp_mid: init.sdp_mid.filter(|m| !m.is_empty()),
             sdp_mline_index: init.sdp_mline_index,
             username_fragment: init.username_fragment,
         });

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs every Plaza test on a fresh Debian machine that has Rust, Node and Python.
+# Installs what it needs (idempotently), builds with the network, then runs all tests
+# that touch the network inside a loopback-only network namespace, and prints a summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+log="$root/target/test-logs"
+mkdir -p "$log"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "system packages"
+packages=(chromium coturn iproute2 util-linux docker-compose)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+echo "present: ${packages[*]}"
+
+step "format and lints"
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+
+step "build (with the network)"
+cargo build --all-targets
+(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+
+step "docker-compose file"
+if [ -f docker-compose.yml ]; then docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml is valid"; fi
+
+step "tests, inside a loopback-only network namespace"
+# Nothing inside can reach anything but 127.0.0.1. Without root, a user namespace
+# gives the capabilities `ip link set lo up` needs.
+ns=(unshare -n)
+[ "$(id -u)" = 0 ] || ns=(unshare -rn)
+set +e
+"${ns[@]}" sh -c '
+  ip link set lo up || exit 1
+  echo "interfaces in the namespace: $(ls /sys/class/net | tr "\n" " ")"
+  cargo test --offline --all-targets 2>&1 | tee "$0/cargo-test.log"; rust=$?
+  tests/e2e/run.sh 2>&1 | tee "$0/e2e.log"; e2e=$?
+  exit $(( rust != 0 || e2e != 0 ))
+' "$log"
+status=$?
+set -e
+
+step "summary"
+awk '/^test result:/ { split($0, a, /[ ;.]+/); for (i=1;i<=length(a);i++) { if (a[i+1]=="passed") p+=a[i]; if (a[i+1]=="failed") f+=a[i]; if (a[i+1]=="ignored") ig+=a[i] } }
+     END { printf "rust tests: %d passed, %d failed, %d ignored\n", p, f, ig }' "$log/cargo-test.log"
+grep -E '^# (tests|pass|fail)' "$log/e2e.log" | tr '\n' ' ' | sed 's/^/browser tests: /'; echo
+if [ "$status" = 0 ]; then echo "ALL TESTS PASSED"; else echo "SOME TESTS FAILED (logs in $log)"; fi
+exit "$status"

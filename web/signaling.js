@@ -1,0 +1,722 @@
+// Plaza signalling client: the protocol of docs/protocol.md, with no DOM.
+//
+// One PlazaClient is one participant in one room. It owns the WebSocket and the two
+// RTCPeerConnections the protocol asks for:
+//   - publisher:  the browser offers; carries our camera/microphone and the "chat"
+//                 data channel;
+//   - subscriber: the server offers; carries everybody else's tracks.
+// Because each connection has exactly one offering side, no glare handling is needed.
+//
+// Usage:
+//   const client = new PlazaClient({ room: 'demo', name: 'Ann', localStream });
+//   client.on('track-added', ({ participantId, track }) => ...);
+//   await client.join();
+//
+// Events (listener receives one object):
+//   joined               { participantId, room, participants, rejoin }
+//   participant-joined   { participant }
+//   participant-updated  { participant }
+//   participant-left     { participantId }
+//   track-added          { participantId, trackId, kind, track, stream }
+//   track-removed        { participantId, trackId, kind }
+//   chat                 { from, name, text, ts, to }   (never our own messages)
+//   chat-state           { open }
+//   error                { code, message, fatal }
+//   connection-state     { state, publisher, subscriber, socket }
+//   reconnecting         { attempt, delayMs }
+//   closed               { reason, code }
+
+/** Error codes after which the server closes the socket and a retry cannot help. */
+const FATAL_CODES = new Set([
+  'room_full',
+  'too_many_rooms',
+  'unauthorized',
+  'kicked',
+  'invalid_room',
+  'invalid_name',
+  'already_joined',
+]);
+
+const DEFAULTS = {
+  url: null, // ws(s)://host/ws; derived from location when omitted
+  pingIntervalMs: 5000,
+  // No frame at all (not even our pong) for this long means the socket is dead even if
+  // the browser has not noticed yet, e.g. after a laptop sleeps.
+  silenceTimeoutMs: 15000,
+  reconnect: { baseDelayMs: 500, maxDelayMs: 10000 },
+  joinTimeoutMs: 10000,
+};
+
+/** Tiny event emitter: keeps the client free of DOM types (EventTarget needs Event). */
+class Emitter {
+  #listeners = new Map();
+
+  on(type, fn) {
+    if (!this.#listeners.has(type)) this.#listeners.set(type, new Set());
+    this.#listeners.get(type).add(fn);
+    return () => this.off(type, fn);
+  }
+
+  off(type, fn) {
+    this.#listeners.get(type)?.delete(fn);
+  }
+
+  emit(type, detail = {}) {
+    for (const fn of [...(this.#listeners.get(type) ?? [])]) {
+      try {
+        fn(detail);
+      } catch (err) {
+        // A broken listener must not break the protocol state machine.
+        console.error(`plaza: listener for "${type}" threw`, err);
+      }
+    }
+  }
+}
+
+export class PlazaError extends Error {
+  constructor(code, message, fatal = false) {
+    super(message);
+    this.name = 'PlazaError';
+    this.code = code;
+    this.fatal = fatal;
+  }
+}
+
+export function defaultSocketUrl(loc = globalThis.location) {
+  const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${scheme}//${loc.host}/ws`;
+}
+
+/**
+ * One peer connection plus the bookkeeping trickle ICE needs: remote candidates wait
+ * until a remote description is applied, and our own candidates wait until the
+ * description they belong to has been sent.
+ */
+class Peer {
+  constructor(target, config, send) {
+    this.target = target;
+    this.pc = new RTCPeerConnection(config);
+    this.send = send;
+    this.remoteCandidates = [];
+    this.localCandidates = [];
+    this.remoteReady = false;
+    this.localSent = false;
+
+    this.pc.addEventListener('icecandidate', (e) => this.#onLocalCandidate(e.candidate));
+  }
+
+  #onLocalCandidate(candidate) {
+    // Chrome may signal the end of a generation with an empty candidate string.
+    const json = candidate && candidate.candidate ? candidate.toJSON() : null;
+    if (json && json.usernameFragment == null) delete json.usernameFragment;
+    if (this.localSent) this.#sendCandidate(json);
+    else this.localCandidates.push(json);
+  }
+
+  #sendCandidate(candidate) {
+    this.send({ type: 'candidate', target: this.target, candidate });
+  }
+
+  /** Call after our offer/answer went out: the server must see it before candidates. */
+  markLocalSent() {
+    this.localSent = true;
+    for (const c of this.localCandidates.splice(0)) this.#sendCandidate(c);
+  }
+
+  async addRemoteCandidate(candidate) {
+    if (candidate && candidate.sdpMid === '') {
+      // webrtc-rs sends an empty mid; without it the browser falls back to sdpMLineIndex.
+      const { sdpMid, ...rest } = candidate;
+      candidate = rest;
+    }
+    if (!this.remoteReady) {
+      this.remoteCandidates.push(candidate);
+      return;
+    }
+    await this.#apply(candidate);
+  }
+
+  /** Call after setRemoteDescription resolved. */
+  async markRemoteReady() {
+    this.remoteReady = true;
+    for (const c of this.remoteCandidates.splice(0)) await this.#apply(c);
+  }
+
+  async #apply(candidate) {
+    try {
+      // null means end of candidates; an argument-less call says exactly that.
+      if (candidate) await this.pc.addIceCandidate(candidate);
+      else await this.pc.addIceCandidate();
+    } catch (err) {
+      // One bad candidate is not fatal: others may still connect.
+      console.warn(`plaza: ${this.target} candidate refused`, err);
+    }
+  }
+
+  close() {
+    try {
+      this.pc.close();
+    } catch {
+      /* already closed */
+    }
+  }
+}
+
+export class PlazaClient extends Emitter {
+  /**
+   * @param {object} opts
+   * @param {string} opts.room
+   * @param {string} opts.name
+   * @param {string} [opts.token]
+   * @param {MediaStream|null} [opts.localStream] tracks to publish; null to only receive
+   * @param {string} [opts.url] WebSocket URL, default `ws(s)://<this host>/ws`
+   */
+  constructor(opts) {
+    super();
+    this.opts = { ...DEFAULTS, ...opts, reconnect: { ...DEFAULTS.reconnect, ...opts.reconnect } };
+    this.room = opts.room;
+    this.name = opts.name;
+    this.localStream = opts.localStream ?? null;
+
+    this.participantId = null;
+    this.limits = { max_chat_bytes: 16384, max_frame_bytes: 65536 };
+    /** Other members, id → ParticipantInfo. */
+    this.participants = new Map();
+    /** Published tracks by track id → TrackInfo (from track_published). */
+    this.tracks = new Map();
+    /** Remote MediaStreamTracks we told listeners about, track id → {participantId, kind}. */
+    this.announcedTracks = new Map();
+    /** What we told the room about our own media; replayed after a rejoin. */
+    this.muted = { audio: false, video: false };
+
+    this.ws = null;
+    this.publisher = null;
+    this.subscriber = null;
+    this.chatChannel = null;
+    this.chatQueue = [];
+    this.subscriberQueue = Promise.resolve();
+    this.publisherBusy = false;
+    this.publisherAgain = false;
+
+    this.state = 'idle';
+    this.leaving = false;
+    this.closedForGood = false;
+    this.everJoined = false;
+    this.attempt = 0;
+    this.timers = { ping: null, reconnect: null, joinTimeout: null };
+    this.lastFrameAt = 0;
+    this.pendingJoin = null;
+
+    for (const kind of ['audio', 'video']) {
+      this.muted[kind] = !this.#localTracks(kind).some((t) => t.enabled);
+    }
+  }
+
+  // ---------------------------------------------------------------- public API
+
+  /** Connects and joins; resolves with the `joined` message, rejects with PlazaError. */
+  join() {
+    if (this.closedForGood) return Promise.reject(new PlazaError('closed', 'client was closed'));
+    return new Promise((resolve, reject) => {
+      this.pendingJoin = { resolve, reject };
+      this.#connect();
+    });
+  }
+
+  /** Leaves the room for good: no reconnect after this. */
+  leave() {
+    this.leaving = true;
+    this.#send({ type: 'leave' });
+    this.#shutdown('left');
+  }
+
+  /** Mutes or unmutes our own microphone ("audio") or camera ("video") and tells the room. */
+  setMuted(kind, muted) {
+    // Disabling (not stopping) keeps the sender and its negotiation intact, so unmuting is
+    // instant; a disabled track sends silence / black frames.
+    for (const track of this.#localTracks(kind)) track.enabled = !muted;
+    this.muted[kind] = muted;
+    if (this.participantId) this.#send({ type: 'mute', kind, muted });
+    this.#emitConnectionState();
+  }
+
+  isMuted(kind) {
+    return this.muted[kind];
+  }
+
+  hasLocal(kind) {
+    return this.#localTracks(kind).length > 0;
+  }
+
+  /**
+   * Sends a chat message to the room, or to one member when `to` is set. The server does
+   * not echo it back, so the returned message is what a UI should show for ourselves.
+   */
+  sendChat(text, to = undefined) {
+    const body = to ? { text, to } : { text };
+    const payload = JSON.stringify(body);
+    if (new TextEncoder().encode(payload).length > this.limits.max_chat_bytes) {
+      throw new PlazaError('message_too_large', `A chat message may be at most ${this.limits.max_chat_bytes} bytes.`);
+    }
+    if (this.chatChannel?.readyState === 'open') this.chatChannel.send(payload);
+    else this.chatQueue.push(payload); // sent as soon as the channel opens (or reopens)
+    return { from: this.participantId, name: this.name, text, ts: Date.now(), to, own: true };
+  }
+
+  get chatOpen() {
+    return this.chatChannel?.readyState === 'open';
+  }
+
+  /** The RTCPeerConnection that receives the others' media (for stats and debugging). */
+  get subscriberPc() {
+    return this.subscriber?.pc ?? null;
+  }
+
+  get publisherPc() {
+    return this.publisher?.pc ?? null;
+  }
+
+  /** Subscriber-side stats as a plain array of stats objects. */
+  async getStats() {
+    const pc = this.subscriberPc;
+    if (!pc) return [];
+    const report = await pc.getStats();
+    return [...report.values()];
+  }
+
+  // ---------------------------------------------------------------- socket
+
+  #connect() {
+    this.#setState(this.everJoined ? 'reconnecting' : 'connecting');
+    const url = this.opts.url ?? defaultSocketUrl();
+    let ws;
+    try {
+      ws = new WebSocket(url);
+    } catch (err) {
+      // Only a malformed URL throws here; retrying cannot fix that.
+      this.#failJoin(new PlazaError('connection_failed', `Cannot open ${url}: ${err.message}`));
+      this.#shutdown('connection_failed');
+      return;
+    }
+    this.ws = ws;
+    ws.addEventListener('open', () => {
+      if (ws !== this.ws) return;
+      this.lastFrameAt = Date.now();
+      const join = { type: 'join', room: this.room, name: this.name };
+      if (this.opts.token) join.token = this.opts.token;
+      this.#send(join);
+      this.#startKeepAlive();
+      this.timers.joinTimeout = setTimeout(() => {
+        if (ws === this.ws && !this.participantId) ws.close(4000, 'join timed out');
+      }, this.opts.joinTimeoutMs);
+    });
+    ws.addEventListener('message', (e) => {
+      if (ws !== this.ws) return;
+      this.lastFrameAt = Date.now();
+      this.#onFrame(e.data);
+    });
+    ws.addEventListener('close', (e) => {
+      if (ws !== this.ws) return;
+      this.#onSocketClosed(e.code, e.reason);
+    });
+  }
+
+  #send(msg) {
+    if (this.ws?.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify(msg));
+      return true;
+    }
+    return false;
+  }
+
+  #startKeepAlive() {
+    this.#stopKeepAlive();
+    this.timers.ping = setInterval(() => {
+      this.#send({ type: 'ping' });
+      if (Date.now() - this.lastFrameAt > this.opts.silenceTimeoutMs) {
+        // Half-open TCP: nothing will ever arrive; close so the reconnect logic runs.
+        this.ws?.close(4001, 'no answer from server');
+      }
+    }, this.opts.pingIntervalMs);
+  }
+
+  #stopKeepAlive() {
+    clearInterval(this.timers.ping);
+    clearTimeout(this.timers.joinTimeout);
+    this.timers.ping = null;
+  }
+
+  #onSocketClosed(code, reason) {
+    this.ws = null;
+    this.#stopKeepAlive();
+    // Say "reconnecting" before the teardown announces everyone as gone, so a UI can tell
+    // a network blip from people really leaving.
+    if (this.everJoined && !this.leaving && !this.closedForGood) this.#setState('reconnecting');
+    this.#teardownSession();
+    if (this.leaving || this.closedForGood) {
+      this.#shutdown('left', code);
+      return;
+    }
+    if (!this.everJoined) {
+      // The very first attempt failed: let the caller decide (the UI shows the error).
+      this.#failJoin(new PlazaError('connection_failed', `Could not connect to the server (WebSocket closed with ${code}${reason ? `: ${reason}` : ''}).`));
+      this.#shutdown('connection_failed', code);
+      return;
+    }
+    this.#scheduleReconnect();
+  }
+
+  #scheduleReconnect() {
+    this.attempt += 1;
+    const { baseDelayMs, maxDelayMs } = this.opts.reconnect;
+    const exp = Math.min(maxDelayMs, baseDelayMs * 2 ** (this.attempt - 1));
+    // Jitter so a room full of clients does not reconnect in lockstep after a restart.
+    const delayMs = Math.round(exp / 2 + Math.random() * (exp / 2));
+    this.#setState('reconnecting');
+    this.emit('reconnecting', { attempt: this.attempt, delayMs });
+    clearTimeout(this.timers.reconnect);
+    this.timers.reconnect = setTimeout(() => this.#connect(), delayMs);
+  }
+
+  #failJoin(err) {
+    const pending = this.pendingJoin;
+    this.pendingJoin = null;
+    pending?.reject(err);
+  }
+
+  /** Ends the client for good: closes everything and stops reconnecting. */
+  #shutdown(reason, code = 1000) {
+    if (this.closedForGood) return;
+    this.closedForGood = true;
+    clearTimeout(this.timers.reconnect);
+    this.#stopKeepAlive();
+    const ws = this.ws;
+    this.ws = null;
+    if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000, reason);
+    this.#teardownSession();
+    this.#setState('closed');
+    this.emit('closed', { reason, code });
+  }
+
+  // ---------------------------------------------------------------- incoming frames
+
+  #onFrame(data) {
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch {
+      console.warn('plaza: server sent a frame that is not JSON', data);
+      return;
+    }
+    switch (msg.type) {
+      case 'joined':
+        return this.#onJoined(msg);
+      case 'participant_joined':
+        this.participants.set(msg.participant.id, msg.participant);
+        return this.emit('participant-joined', { participant: msg.participant });
+      case 'participant_updated':
+        this.participants.set(msg.participant.id, msg.participant);
+        return this.emit('participant-updated', { participant: msg.participant });
+      case 'participant_left':
+        return this.#removeParticipant(msg.participant_id);
+      case 'track_published':
+        this.tracks.set(msg.track.id, msg.track);
+        return;
+      case 'track_unpublished':
+        this.tracks.delete(msg.track_id);
+        return this.#announceTrackRemoved(msg.track_id);
+      case 'offer':
+        return this.#onSubscriberOffer(msg);
+      case 'answer':
+        return this.#onPublisherAnswer(msg);
+      case 'candidate':
+        return this.#onRemoteCandidate(msg);
+      case 'error':
+        return this.#onServerError(msg);
+      case 'pong':
+        return;
+      default:
+        console.warn('plaza: unknown message from server', msg);
+    }
+  }
+
+  #onJoined(msg) {
+    clearTimeout(this.timers.joinTimeout);
+    const rejoin = this.everJoined;
+    this.everJoined = true;
+    this.attempt = 0;
+    this.participantId = msg.participant_id;
+    if (msg.limits) this.limits = msg.limits;
+    this.participants = new Map(msg.participants.map((p) => [p.id, p]));
+
+    this.#createPeers(msg.ice_servers ?? []);
+    // The server starts everyone unmuted; tell it what we really send.
+    for (const kind of ['audio', 'video']) {
+      if (this.muted[kind]) this.#send({ type: 'mute', kind, muted: true });
+    }
+    this.#setState('joined');
+    this.emit('joined', {
+      participantId: this.participantId,
+      room: msg.room,
+      participants: [...this.participants.values()],
+      rejoin,
+    });
+    const pending = this.pendingJoin;
+    this.pendingJoin = null;
+    pending?.resolve(msg);
+  }
+
+  #onServerError(msg) {
+    // Closing but retryable errors (peer_failed, server_shutdown) end in a socket close,
+    // which the reconnect logic handles; only the hopeless ones stop us here.
+    const fatal = FATAL_CODES.has(msg.code);
+    this.emit('error', { code: msg.code, message: msg.message, fatal });
+    if (!fatal) return;
+    const err = new PlazaError(msg.code, msg.message, true);
+    this.#failJoin(err);
+    this.#shutdown(msg.code);
+  }
+
+  #removeParticipant(participantId) {
+    for (const [trackId, info] of [...this.announcedTracks]) {
+      if (info.participantId === participantId) this.#announceTrackRemoved(trackId);
+    }
+    for (const [trackId, t] of [...this.tracks]) {
+      if (t.participant_id === participantId) this.tracks.delete(trackId);
+    }
+    if (this.participants.delete(participantId)) {
+      this.emit('participant-left', { participantId });
+    }
+  }
+
+  // ---------------------------------------------------------------- peer connections
+
+  #createPeers(iceServers) {
+    const config = { iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' };
+    const send = (m) => this.#send(m);
+    this.publisher = new Peer('publisher', config, send);
+    this.subscriber = new Peer('subscriber', config, send);
+    this.subscriberQueue = Promise.resolve();
+    this.publisherBusy = false;
+    this.publisherAgain = false;
+
+    for (const peer of [this.publisher, this.subscriber]) {
+      peer.pc.addEventListener('connectionstatechange', () => this.#onPeerState(peer));
+    }
+    this.subscriber.pc.addEventListener('track', (e) => this.#onRemoteTrack(e));
+
+    const pub = this.publisher.pc;
+    pub.addEventListener('negotiationneeded', () => this.#negotiatePublisher());
+    // The data channel must exist before the first offer so it is in that offer.
+    this.#attachChat(pub.createDataChannel('chat'));
+    if (this.localStream) {
+      for (const track of this.localStream.getTracks()) {
+        pub.addTransceiver(track, { direction: 'sendonly', streams: [this.localStream] });
+      }
+    }
+  }
+
+  async #negotiatePublisher() {
+    // Chrome only fires negotiationneeded in "stable", but a second change can land while
+    // our offer waits for its answer: remember it and offer again afterwards.
+    if (this.publisherBusy) {
+      this.publisherAgain = true;
+      return;
+    }
+    const peer = this.publisher;
+    this.publisherBusy = true;
+    try {
+      await peer.pc.setLocalDescription();
+      if (peer !== this.publisher) return;
+      this.#send({ type: 'offer', target: 'publisher', sdp: peer.pc.localDescription.sdp });
+      peer.markLocalSent();
+    } catch (err) {
+      this.publisherBusy = false;
+      this.emit('error', { code: 'local_offer_failed', message: String(err?.message ?? err), fatal: false });
+    }
+  }
+
+  async #onPublisherAnswer(msg) {
+    const peer = this.publisher;
+    if (!peer || msg.target !== 'publisher') return;
+    try {
+      await peer.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+      await peer.markRemoteReady();
+    } catch (err) {
+      this.emit('error', { code: 'bad_sdp', message: `Could not apply the server's answer: ${err.message}`, fatal: false });
+    }
+    if (peer !== this.publisher) return;
+    this.publisherBusy = false;
+    if (this.publisherAgain) {
+      this.publisherAgain = false;
+      this.#negotiatePublisher();
+    }
+  }
+
+  #onSubscriberOffer(msg) {
+    if (msg.target !== 'subscriber') return;
+    const peer = this.subscriber;
+    if (!peer) return;
+    // Offers are answered strictly one after the other, in arrival order.
+    this.subscriberQueue = this.subscriberQueue.then(async () => {
+      if (peer !== this.subscriber) return;
+      try {
+        await peer.pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
+        await peer.markRemoteReady();
+        await peer.pc.setLocalDescription();
+        if (peer !== this.subscriber) return;
+        this.#send({ type: 'answer', target: 'subscriber', sdp: peer.pc.localDescription.sdp });
+        peer.markLocalSent();
+        this.#sweepEndedTracks();
+      } catch (err) {
+        this.emit('error', { code: 'bad_sdp', message: `Could not answer the server's offer: ${err.message}`, fatal: false });
+      }
+    });
+  }
+
+  #onPeerState(peer) {
+    this.#emitConnectionState();
+    if (peer.pc.connectionState !== 'failed') return;
+    // ICE/DTLS gave up. The server tears the session down as well (peer_failed); if it
+    // has not yet, closing the socket ourselves starts a clean rejoin sooner.
+    setTimeout(() => {
+      if (peer.pc.connectionState === 'failed' && (peer === this.publisher || peer === this.subscriber)) {
+        this.ws?.close(4002, `${peer.target} connection failed`);
+      }
+    }, 1000);
+  }
+
+  #onRemoteCandidate(msg) {
+    const peer = msg.target === 'publisher' ? this.publisher : this.subscriber;
+    if (!peer) return;
+    peer.addRemoteCandidate(msg.candidate ?? null);
+  }
+
+  #onRemoteTrack(event) {
+    const { track, streams, transceiver } = event;
+    // The stream id is the publisher's participant id (docs/protocol.md, "Which track is
+    // whose"); track_published is the fallback if a stream is missing.
+    const participantId = streams[0]?.id ?? this.tracks.get(track.id)?.participant_id;
+    if (!participantId) {
+      console.warn('plaza: remote track with no owner', track.id);
+      return;
+    }
+    // Offers are applied in order, so an offer queued before a participant_left can still
+    // deliver that participant's tracks afterwards; announcing them would resurrect a
+    // ghost tile. The removal follows in the server's next offer.
+    if (!this.participants.has(participantId)) return;
+    const info = { participantId, kind: track.kind, transceiver, track };
+    this.announcedTracks.set(track.id, info);
+    // Removal by renegotiation ends up here when track_unpublished was missed.
+    streams[0]?.addEventListener('removetrack', (e) => {
+      if (e.track === track) this.#announceTrackRemoved(track.id);
+    });
+    this.emit('track-added', {
+      participantId,
+      trackId: track.id,
+      kind: track.kind,
+      track,
+      stream: streams[0] ?? new MediaStream([track]),
+    });
+  }
+
+  /** After a renegotiation, tracks whose transceiver stopped receiving are gone. */
+  #sweepEndedTracks() {
+    for (const [trackId, info] of [...this.announcedTracks]) {
+      const dir = info.transceiver?.currentDirection;
+      if (info.track.readyState === 'ended' || dir === 'inactive' || dir === 'stopped') {
+        this.#announceTrackRemoved(trackId);
+      }
+    }
+  }
+
+  #announceTrackRemoved(trackId) {
+    const info = this.announcedTracks.get(trackId);
+    if (!info) return;
+    this.announcedTracks.delete(trackId);
+    this.emit('track-removed', { participantId: info.participantId, trackId, kind: info.kind });
+  }
+
+  // ---------------------------------------------------------------- chat
+
+  #attachChat(channel) {
+    this.chatChannel = channel;
+    channel.addEventListener('open', () => {
+      if (channel !== this.chatChannel) return;
+      for (const payload of this.chatQueue.splice(0)) channel.send(payload);
+      this.emit('chat-state', { open: true });
+    });
+    channel.addEventListener('close', () => {
+      if (channel === this.chatChannel) this.emit('chat-state', { open: false });
+    });
+    channel.addEventListener('message', (e) => this.#onChatMessage(e.data));
+  }
+
+  #onChatMessage(data) {
+    let msg;
+    try {
+      msg = JSON.parse(typeof data === 'string' ? data : new TextDecoder().decode(data));
+    } catch {
+      console.warn('plaza: chat frame is not JSON', data);
+      return;
+    }
+    if (typeof msg.text !== 'string') return;
+    const name = msg.name ?? this.participants.get(msg.from)?.name ?? 'Someone';
+    this.emit('chat', { from: msg.from, name, text: msg.text, ts: msg.ts ?? Date.now(), to: msg.to });
+  }
+
+  // ---------------------------------------------------------------- teardown & state
+
+  /** Drops everything tied to one server session; listeners learn that everyone left. */
+  #teardownSession() {
+    for (const id of [...this.participants.keys()]) this.#removeParticipant(id);
+    for (const trackId of [...this.announcedTracks.keys()]) this.#announceTrackRemoved(trackId);
+    this.tracks.clear();
+    this.participantId = null;
+    if (this.chatChannel) {
+      const ch = this.chatChannel;
+      this.chatChannel = null;
+      try {
+        ch.close();
+      } catch {
+        /* already closed */
+      }
+      this.emit('chat-state', { open: false });
+    }
+    this.publisher?.close();
+    this.subscriber?.close();
+    this.publisher = null;
+    this.subscriber = null;
+  }
+
+  #localTracks(kind) {
+    return this.localStream ? this.localStream.getTracks().filter((t) => t.kind === kind) : [];
+  }
+
+  #setState(state) {
+    this.state = state;
+    this.#emitConnectionState();
+  }
+
+  /**
+   * One summary state for a UI: "connecting", "connected", "unstable", "failed",
+   * "reconnecting" or "closed". A subscriber that is still "new" is fine: alone in a room
+   * the server has nothing to send and never offers.
+   */
+  #emitConnectionState() {
+    const publisher = this.publisher?.pc.connectionState ?? 'none';
+    const subscriber = this.subscriber?.pc.connectionState ?? 'none';
+    let state = this.state;
+    if (state === 'joined') {
+      const states = [publisher, subscriber];
+      if (states.includes('failed')) state = 'failed';
+      else if (states.includes('disconnected')) state = 'unstable';
+      else if (publisher === 'connected' && (subscriber === 'connected' || subscriber === 'new')) state = 'connected';
+      else state = 'connecting';
+    }
+    const socket = this.ws ? ['connecting', 'open', 'closing', 'closed'][this.ws.readyState] : 'none';
+    this.emit('connection-state', { state, publisher, subscriber, socket });
+  }
+}
+
+export default PlazaClient;
