@@ -24,6 +24,7 @@ use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::APIBuilder;
 use webrtc::data_channel::RTCDataChannel;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
+use webrtc::ice_transport::ice_candidate_pair::RTCIceCandidatePair;
 use webrtc::ice_transport::ice_server::RTCIceServer;
 use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::configuration::RTCConfiguration;
@@ -143,6 +144,13 @@ pub enum Event {
     KeyframeRequested,
     /// The WebSocket closed; the close code if there was a close frame.
     Closed(Option<u16>),
+    /// A candidate the server trickled for one of our connections (`None`: the server
+    /// finished gathering). Recorded so tests can check what the server announces
+    /// (UDP mux port, NAT 1:1 address); the client applies it as well.
+    ServerCandidate {
+        target: PeerTarget,
+        candidate: Option<IceCandidate>,
+    },
 }
 
 /// Everything received on one remote track.
@@ -523,6 +531,26 @@ impl Participant {
     pub fn publisher_connection(&self) -> &Arc<RTCPeerConnection> {
         &self.publisher
     }
+
+    pub fn subscriber_connection(&self) -> &Arc<RTCPeerConnection> {
+        &self.subscriber
+    }
+
+    /// The candidate pair a connection sends its media on, once ICE has chosen one:
+    /// tells a test whether media really went through TURN (`local.typ` relay) or to
+    /// the UDP mux port (`remote.port`).
+    pub async fn selected_pair(&self, target: PeerTarget) -> Option<RTCIceCandidatePair> {
+        let pc = match target {
+            PeerTarget::Publisher => &self.publisher,
+            PeerTarget::Subscriber => &self.subscriber,
+        };
+        // Media and data share one bundled transport, reachable through the SCTP one.
+        pc.sctp()
+            .transport()
+            .ice_transport()
+            .get_selected_candidate_pair()
+            .await
+    }
 }
 
 impl Drop for Participant {
@@ -794,6 +822,10 @@ async fn signalling(
                 target,
                 candidate: Some(c),
             } => {
+                shared.push(Event::ServerCandidate {
+                    target,
+                    candidate: Some(c.clone()),
+                });
                 let init = RTCIceCandidateInit {
                     candidate: c.candidate,
                     sdp_mid: c.sdp_mid,
@@ -811,8 +843,12 @@ async fn signalling(
                 }
             }
             ServerMessage::Candidate {
-                candidate: None, ..
-            } => {}
+                target,
+                candidate: None,
+            } => shared.push(Event::ServerCandidate {
+                target,
+                candidate: None,
+            }),
             other => shared.push(Event::Server(other)),
         }
     }

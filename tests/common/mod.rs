@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod coturn;
+
 use std::time::Duration;
 
 use plaza::client::{Event, Participant, ParticipantOptions, RemoteTrackStats};
