@@ -42,8 +42,9 @@ pub struct HeartbeatConfig {
     pub timeout: Duration,
 }
 
-/// Where the server's own ICE candidates come from.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Where the server's own ICE candidates come from, and how fast a dead connection is
+/// noticed.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IceConfig {
     /// Gather only on these local IPs (empty = all non-loopback addresses). Listing a
@@ -60,6 +61,15 @@ pub struct IceConfig {
     /// Ephemeral UDP port range, one port per peer connection per local address.
     pub udp_port_min: Option<u16>,
     pub udp_port_max: Option<u16>,
+    /// No traffic from a client for this long: its connection is "disconnected".
+    #[serde(with = "humantime_serde")]
+    pub disconnected_timeout: Duration,
+    /// Still nothing after this long: "failed", and the participant is dropped.
+    #[serde(with = "humantime_serde")]
+    pub failed_timeout: Duration,
+    /// Keep-alive checks on an idle connection.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
 }
 
 /// TURN REST credentials (coturn `use-auth-secret`): the server mints a short-lived
@@ -111,6 +121,22 @@ impl Default for Config {
             turn: TurnConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for IceConfig {
+    fn default() -> Self {
+        Self {
+            ips: Vec::new(),
+            interfaces: Vec::new(),
+            nat_1to1_ips: Vec::new(),
+            udp_port: None,
+            udp_port_min: None,
+            udp_port_max: None,
+            disconnected_timeout: Duration::from_secs(5),
+            failed_timeout: Duration::from_secs(15),
+            keepalive_interval: Duration::from_secs(2),
         }
     }
 }
@@ -215,6 +241,18 @@ pub struct ConfigArgs {
     /// Highest UDP port for per-connection sockets
     #[arg(long, env = "PLAZA_UDP_PORT_MAX", value_name = "PORT")]
     pub udp_port_max: Option<u16>,
+    /// A client's connection is disconnected after this long without traffic [default: 5s]
+    #[arg(long, env = "PLAZA_ICE_DISCONNECTED_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub ice_disconnected_timeout: Option<Duration>,
+    /// ... and failed (participant dropped) after this long [default: 15s]
+    #[arg(long, env = "PLAZA_ICE_FAILED_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub ice_failed_timeout: Option<Duration>,
+    /// ICE keep-alive interval on idle connections [default: 2s]
+    #[arg(long, env = "PLAZA_ICE_KEEPALIVE_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub ice_keepalive_interval: Option<Duration>,
+    /// STUN/TURN servers for clients, as JSON: [{"urls":["stun:host:3478"]}, ...]
+    #[arg(long, env = "PLAZA_ICE_SERVERS", value_name = "JSON", value_parser = parse_ice_servers)]
+    pub ice_servers: Option<Vec<IceServer>>,
     /// TURN URLs for REST credentials (repeat or comma-separate)
     #[arg(
         long = "turn-url",
@@ -240,6 +278,21 @@ pub struct ConfigArgs {
     /// Rooms per server [default: 1000]
     #[arg(long, env = "PLAZA_MAX_ROOMS", value_name = "N")]
     pub max_rooms: Option<usize>,
+    /// Media tracks one participant may publish [default: 4]
+    #[arg(long, env = "PLAZA_MAX_TRACKS_PER_PARTICIPANT", value_name = "N")]
+    pub max_tracks_per_participant: Option<usize>,
+    /// Largest WebSocket frame, bytes [default: 65536]
+    #[arg(long, env = "PLAZA_MAX_FRAME_BYTES", value_name = "BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    /// Largest chat message, bytes [default: 16384]
+    #[arg(long, env = "PLAZA_MAX_CHAT_BYTES", value_name = "BYTES")]
+    pub max_chat_bytes: Option<usize>,
+    /// Longest room name [default: 64]
+    #[arg(long, env = "PLAZA_MAX_ROOM_NAME_LEN", value_name = "N")]
+    pub max_room_name_len: Option<usize>,
+    /// Longest display name, in characters [default: 64]
+    #[arg(long, env = "PLAZA_MAX_DISPLAY_NAME_LEN", value_name = "N")]
+    pub max_display_name_len: Option<usize>,
     /// Log filter, e.g. info or plaza=debug [default: info]
     #[arg(long, env = "PLAZA_LOG", value_name = "FILTER")]
     pub log_level: Option<String>,
@@ -293,6 +346,13 @@ impl Config {
         if a.udp_port_max.is_some() {
             self.ice.udp_port_max = a.udp_port_max;
         }
+        set(
+            &mut self.ice.disconnected_timeout,
+            &a.ice_disconnected_timeout,
+        );
+        set(&mut self.ice.failed_timeout, &a.ice_failed_timeout);
+        set(&mut self.ice.keepalive_interval, &a.ice_keepalive_interval);
+        set(&mut self.ice_servers, &a.ice_servers);
         set(&mut self.turn.urls, &a.turn_urls);
         set(&mut self.turn.secret, &a.turn_secret);
         set(&mut self.turn.ttl, &a.turn_ttl);
@@ -301,6 +361,17 @@ impl Config {
             &a.max_participants_per_room,
         );
         set(&mut self.limits.max_rooms, &a.max_rooms);
+        set(
+            &mut self.limits.max_tracks_per_participant,
+            &a.max_tracks_per_participant,
+        );
+        set(&mut self.limits.max_frame_bytes, &a.max_frame_bytes);
+        set(&mut self.limits.max_chat_bytes, &a.max_chat_bytes);
+        set(&mut self.limits.max_room_name_len, &a.max_room_name_len);
+        set(
+            &mut self.limits.max_display_name_len,
+            &a.max_display_name_len,
+        );
         set(&mut self.log.level, &a.log_level);
         set(&mut self.log.json, &a.log_json);
     }
@@ -344,10 +415,25 @@ impl Config {
             }
             _ => {}
         }
-        for ip in &ice.nat_1to1_ips {
-            if ip.parse::<IpAddr>().is_err() {
-                return bad("ice.nat_1to1_ips", format!("{ip:?} is not an IP address"));
+        for mapping in &ice.nat_1to1_ips {
+            // "public" or "public/local" (which local address it stands for).
+            let ok = mapping.split('/').count() <= 2
+                && mapping.split('/').all(|ip| ip.parse::<IpAddr>().is_ok());
+            if !ok {
+                return bad(
+                    "ice.nat_1to1_ips",
+                    format!("{mapping:?} is not an IP address (or public/local pair)"),
+                );
             }
+        }
+        if ice.keepalive_interval.is_zero()
+            || ice.disconnected_timeout <= ice.keepalive_interval
+            || ice.failed_timeout < ice.disconnected_timeout
+        {
+            return bad(
+                "ice.failed_timeout",
+                "need keepalive_interval < disconnected_timeout <= failed_timeout".into(),
+            );
         }
         for (i, s) in self.ice_servers.iter().enumerate() {
             if s.urls.is_empty() {
@@ -401,6 +487,10 @@ impl Config {
     }
 }
 
+fn parse_ice_servers(json: &str) -> std::result::Result<Vec<IceServer>, String> {
+    serde_json::from_str(json).map_err(|e| format!("expected [{{\"urls\": [...]}}]: {e}"))
+}
+
 fn check_ice_url(url: &str) -> std::result::Result<(), String> {
     const SCHEMES: [&str; 4] = ["stun:", "stuns:", "turn:", "turns:"];
     if SCHEMES.iter().any(|s| url.starts_with(s)) && url.len() > 6 {
@@ -452,6 +542,87 @@ mod tests {
         });
         assert_eq!(c.listen.port(), 9001);
         assert_eq!(c.heartbeat.interval, Duration::from_secs(1));
+    }
+
+    /// `plaza --help` and config.example.toml agree: every key the example documents
+    /// (commented-out ones included) has a flag, and every flag a documented key.
+    #[test]
+    fn every_key_has_a_flag_and_every_flag_a_key() {
+        use clap::{Args, Command};
+        let flag_for = |key: &str| -> String {
+            let special = [
+                ("ice.ips", "ice-ip"),
+                ("ice.interfaces", "ice-interface"),
+                ("ice.nat_1to1_ips", "nat-1to1-ip"),
+                ("turn.urls", "turn-url"),
+                ("log.level", "log-level"),
+                ("log.json", "log-json"),
+            ];
+            if let Some((_, f)) = special.iter().find(|(k, _)| *k == key) {
+                return f.to_string();
+            }
+            let (section, name) = key.split_once('.').unwrap_or(("", key));
+            let name = match section {
+                "heartbeat" | "turn" => format!("{section}_{name}"),
+                "ice" if name.ends_with("timeout") || name.ends_with("interval") => {
+                    format!("ice_{name}")
+                }
+                _ => name.to_string(),
+            };
+            name.replace('_', "-")
+        };
+        let mut section = String::new();
+        let mut documented = Vec::new();
+        for line in include_str!("../config.example.toml").lines() {
+            let line = line.trim();
+            let header = line.trim_start_matches('#').trim();
+            if let Some(s) = header.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = s.trim_matches(['[', ']']).to_string();
+                if section == "ice_servers" {
+                    documented.push("ice_servers".to_string());
+                }
+                continue;
+            }
+            let body = line.trim_start_matches('#').trim();
+            let Some((key, _)) = body.split_once('=') else {
+                continue;
+            };
+            let key = key.trim();
+            if key.is_empty()
+                || !key
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit())
+            {
+                continue;
+            }
+            if section.is_empty() || section == "ice_servers" {
+                if ["urls", "username", "credential"].contains(&key) {
+                    continue;
+                }
+                documented.push(key.to_string());
+            } else {
+                documented.push(format!("{section}.{key}"));
+            }
+        }
+        documented.sort();
+        documented.dedup();
+        let cmd = ConfigArgs::augment_args(Command::new("plaza"));
+        let flags: Vec<String> = cmd
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .filter(|f| f != "config")
+            .collect();
+        let wanted: Vec<String> = documented.iter().map(|k| flag_for(k)).collect();
+        for (key, flag) in documented.iter().zip(&wanted) {
+            assert!(flags.contains(flag), "key {key} has no flag --{flag}");
+        }
+        for flag in &flags {
+            assert!(
+                wanted.contains(flag),
+                "flag --{flag} is not documented in config.example.toml"
+            );
+        }
+        assert!(documented.len() >= 25, "parsed {documented:?}");
     }
 
     #[test]

@@ -35,15 +35,35 @@ async fn late_joiner_gets_a_requested_keyframe_within_a_second() {
     let cy = join(&server, "late", "Cy").await;
     let tracks = wait_media_from(&cy, &[&ann, &bob], 1).await;
     for t in tracks.iter().filter(|t| t.kind == Some(MediaKind::Video)) {
-        assert_eq!(t.first_packet_keyframe, Some(true), "first video packet from {} is a keyframe", t.publisher);
+        assert_eq!(
+            t.first_packet_keyframe,
+            Some(true),
+            "first video packet from {} is a keyframe",
+            t.publisher
+        );
         let after = t.first_packet_at.unwrap() - t0;
-        assert!(after < Duration::from_secs(1), "first video from {} after {after:?}", t.publisher);
-        println!("late joiner: first video frame from {} after {after:?}", t.publisher);
+        assert!(
+            after < Duration::from_secs(1),
+            "first video from {} after {after:?}",
+            t.publisher
+        );
+        println!(
+            "late joiner: first video frame from {} after {after:?}",
+            t.publisher
+        );
     }
     for (i, p) in [&ann, &bob].iter().enumerate() {
         let new: Vec<Instant> = p.sent(|s| s.keyframe_requests[requests_before[i]..].to_vec());
-        assert!(!new.is_empty(), "{} was asked for a keyframe after Cy joined", p.id);
-        assert!(new[0] - t0 < Duration::from_secs(1), "keyframe request after {:?}", new[0] - t0);
+        assert!(
+            !new.is_empty(),
+            "{} was asked for a keyframe after Cy joined",
+            p.id
+        );
+        assert!(
+            new[0] - t0 < Duration::from_secs(1),
+            "keyframe request after {:?}",
+            new[0] - t0
+        );
     }
     // Everyone saw Cy arrive; Cy was told who was there.
     let names: Vec<_> = cy.others_at_join.iter().map(|p| p.name.as_str()).collect();
@@ -65,9 +85,13 @@ async fn keyframe_requests_are_throttled_per_track() {
     let server = server();
     let publisher = join(&server, "storm", "Pub").await;
     let start = Instant::now();
-    let subscribers = futures_util::future::join_all(
-        (0..5).map(|i| join(&server, "storm", Box::leak(format!("Sub{i}").into_boxed_str()))),
-    )
+    let subscribers = futures_util::future::join_all((0..5).map(|i| {
+        join(
+            &server,
+            "storm",
+            Box::leak(format!("Sub{i}").into_boxed_str()),
+        )
+    }))
     .await;
     for s in &subscribers {
         wait_media_from(s, &[&publisher], 30).await;
@@ -81,7 +105,11 @@ async fn keyframe_requests_are_throttled_per_track() {
         requests.len()
     );
     for w in requests.windows(2) {
-        assert!(w[1] - w[0] >= Duration::from_millis(900), "requests {:?} apart", w[1] - w[0]);
+        assert!(
+            w[1] - w[0] >= Duration::from_millis(900),
+            "requests {:?} apart",
+            w[1] - w[0]
+        );
     }
 }
 
@@ -91,7 +119,8 @@ async fn keyframe_requests_are_throttled_per_track() {
 async fn six_join_at_once_and_all_get_every_track() {
     let server = server();
     let names = ["P1", "P2", "P3", "P4", "P5", "P6"];
-    let people = futures_util::future::join_all(names.iter().map(|n| join(&server, "crowd", n))).await;
+    let people =
+        futures_util::future::join_all(names.iter().map(|n| join(&server, "crowd", n))).await;
     for p in &people {
         let others: Vec<_> = people.iter().filter(|o| o.id != p.id).collect();
         let tracks = wait_media_from(p, &others, 10).await;
@@ -105,7 +134,10 @@ async fn six_join_at_once_and_all_get_every_track() {
         assert!(errors.is_empty(), "{}: {errors:?}", p.id);
     }
     drop(people);
-    server.wait_until_empty(Duration::from_secs(5)).await.unwrap();
+    server
+        .wait_until_empty(Duration::from_secs(5))
+        .await
+        .unwrap();
 }
 
 /// When a member leaves, the others are told (its tracks first, then itself), the
@@ -117,7 +149,10 @@ async fn leaving_unpublishes_and_the_rest_keep_streaming() {
     let bob = join(&server, "leave", "Bob").await;
     let cy = join(&server, "leave", "Cy").await;
     for p in [&ann, &bob] {
-        let others: Vec<_> = [&ann, &bob, &cy].into_iter().filter(|o| o.id != p.id).collect();
+        let others: Vec<_> = [&ann, &bob, &cy]
+            .into_iter()
+            .filter(|o| o.id != p.id)
+            .collect();
         wait_media_from(p, &others, 10).await;
     }
     let cy_id = cy.id.clone();
@@ -137,11 +172,20 @@ async fn leaving_unpublishes_and_the_rest_keep_streaming() {
     }
     // Media between the two who stayed still flows after the renegotiation.
     let before = [&ann, &bob].map(|p| {
-        p.remote_tracks().iter().filter(|t| t.publisher != cy_id).map(|t| t.packets).sum::<u64>()
+        p.remote_tracks()
+            .iter()
+            .filter(|t| t.publisher != cy_id)
+            .map(|t| t.packets)
+            .sum::<u64>()
     });
     for (i, p) in [&ann, &bob].iter().enumerate() {
         p.wait_media("media after Cy left", WAIT, |tracks| {
-            tracks.iter().filter(|t| t.publisher != cy_id).map(|t| t.packets).sum::<u64>() > before[i] + 50
+            tracks
+                .iter()
+                .filter(|t| t.publisher != cy_id)
+                .map(|t| t.packets)
+                .sum::<u64>()
+                > before[i] + 50
         })
         .await
         .unwrap();

@@ -520,12 +520,19 @@ impl Participant {
         .await
     }
 
-    /// Vanishes like a crashed tab: the TCP connection drops with no close frame and
-    /// the peer connections stop without a goodbye.
+    /// Vanishes like a crashed tab: the TCP connection drops with no close frame (the
+    /// peer connections are closed as the participant is dropped).
     pub fn vanish(mut self) {
         for t in self.tasks.drain(..) {
             t.abort();
         }
+    }
+
+    /// Closes both peer connections but keeps the WebSocket: the server sees media
+    /// stop and must notice the connection failed.
+    pub async fn close_media(&self) {
+        let _ = self.publisher.close().await;
+        let _ = self.subscriber.close().await;
     }
 
     pub fn publisher_connection(&self) -> &Arc<RTCPeerConnection> {

@@ -160,6 +160,11 @@ fn build_api(ice: &IceConfig, udp_mux: Option<Arc<UDPMuxDefault>>) -> Result<API
 
     let mut s = SettingEngine::default();
     tune_ice(&mut s);
+    s.set_ice_timeouts(
+        Some(ice.disconnected_timeout),
+        Some(ice.failed_timeout),
+        Some(ice.keepalive_interval),
+    );
     if !ice.ips.is_empty() {
         let allowed: Vec<IpAddr> = ice.ips.clone();
         s.set_ip_filter(Box::new(move |ip| allowed.contains(&ip)));

@@ -160,6 +160,13 @@ impl Peer {
         if c.candidate.is_empty() {
             return Ok(());
         }
+        // Parsed now, so garbage is refused at once even if it would have been queued.
+        let value = c
+            .candidate
+            .strip_prefix("candidate:")
+            .unwrap_or(&c.candidate);
+        webrtc::ice::candidate::candidate_base::unmarshal_candidate(value)
+            .map_err(|e| ProtocolError::BadCandidate(format!("candidate does not parse: {e}")))?;
         let init = RTCIceCandidateInit {
             candidate: c.candidate,
             sdp_mid: c.sdp_mid,

@@ -123,8 +123,11 @@ impl RawClient {
     pub async fn recv(&mut self) -> Received {
         use futures_util::StreamExt;
         use tokio_tungstenite::tungstenite::Message;
+        // One deadline for the whole wait: the server's pings arrive every 250 ms and
+        // must not keep extending it.
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let next = tokio::time::timeout(WAIT, self.ws.next())
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .expect("server answers in time");
             match next {
