@@ -89,6 +89,10 @@ impl DownTrack {
         &self.subscriber
     }
 
+    pub fn codec(&self) -> &RTCRtpCodecCapability {
+        &self.codec
+    }
+
     pub fn format(&self) -> PayloadFormat {
         self.format
     }

@@ -20,6 +20,7 @@ use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecParameters;
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::TrackLocal;
 use webrtc::track::track_remote::TrackRemote;
@@ -206,8 +207,20 @@ impl Peer {
         let pc = Arc::clone(&self.pc);
         self.media
             .run(async move {
+                let codec = down.codec().clone();
                 let track: Arc<dyn TrackLocal + Send + Sync> = down;
                 let sender = pc.add_track(track).await?;
+                // Offer only the codec the publisher sends: the subscriber cannot pick
+                // another one, since an SFU forwards without transcoding.
+                for t in pc.get_transceivers().await {
+                    if Arc::ptr_eq(&t.sender().await, &sender) {
+                        let only = RTCRtpCodecParameters {
+                            capability: codec.clone(),
+                            ..Default::default()
+                        };
+                        t.set_codec_preferences(vec![only]).await?;
+                    }
+                }
                 let reader = Arc::clone(&sender);
                 tokio::spawn(async move {
                     // Ends when the sender stops (track removed or connection closed).
