@@ -300,3 +300,74 @@ async fn coturn_refuses_expired_and_wrong_credentials() {
         .await
         .unwrap();
 }
+
+/// The coturn configuration docker-compose.yml ships (deploy/turnserver.conf), run by
+/// a real coturn: with `--allowed-peer-ip` naming Plaza's address it relays a
+/// relay-only participant's media both ways; naming another address (a wrong
+/// PUBLIC_IP in .env) it refuses to relay to Plaza (403), so the participant never
+/// connects. That refusal is what keeps the TURN server, whose credentials every
+/// visitor gets, from relaying to anything but Plaza.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deploy_coturn_config_relays_to_plaza_and_nowhere_else() {
+    // Plaza listens on 127.0.0.1 in these tests: that is its "public" address.
+    let coturn = Coturn::start_with_deploy_config(SECRET, "127.0.0.1");
+    let server = server_for(&coturn);
+    let mut opts = options(&server, "deploy", "Ann");
+    opts.relay_only = true;
+    let ann = Participant::join(opts).await.expect("Ann joins");
+    let bob = join(&server, "deploy", "Bob").await;
+    wait_media_from(&ann, &[&bob], 30).await;
+    wait_media_from(&bob, &[&ann], 30).await;
+    for target in [PeerTarget::Publisher, PeerTarget::Subscriber] {
+        let pair = ann.selected_pair(target).await.expect("selected pair");
+        assert_eq!(pair.local.typ, RTCIceCandidateType::Relay, "{pair}");
+    }
+    drop((ann, bob));
+    server
+        .wait_until_empty(Duration::from_secs(5))
+        .await
+        .unwrap();
+    drop(server);
+    drop(coturn);
+
+    // The allowed peer is not where Plaza is.
+    let coturn = Coturn::start_with_deploy_config(SECRET, "127.0.0.2");
+    let server = server_for(&coturn);
+    let mut opts = options(&server, "deploy", "Eve");
+    opts.relay_only = true;
+    let eve = Participant::join(opts).await.expect("Eve joins");
+    let (eve_user, _) = minted_turn_server(&coturn, &eve);
+    // Eve's allocation succeeds (her credentials are good); the permission to send to
+    // Plaza is what coturn refuses.
+    coturn
+        .wait_log("a refused permission for Eve", WAIT, |log| {
+            log.lines().any(|l| {
+                l.contains(&format!("user <{eve_user}>"))
+                    && l.contains("CREATE_PERMISSION")
+                    && l.contains("403")
+            })
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lines = coturn.lines_for_user(&eve_user);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("ALLOCATE processed, success")),
+        "Eve's credentials were accepted:\n{}",
+        lines.join("\n")
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("CREATE_PERMISSION processed, success")),
+        "coturn never let Eve reach Plaza:\n{}",
+        lines.join("\n")
+    );
+    assert_eq!(eve.packets_received(), 0, "no media without a relay");
+    drop(eve);
+    server
+        .wait_until_empty(Duration::from_secs(5))
+        .await
+        .unwrap();
+}

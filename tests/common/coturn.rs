@@ -23,10 +23,46 @@ pub struct Coturn {
 }
 
 impl Coturn {
-    /// Starts coturn with `static-auth-secret = secret`. Panics with the install
-    /// command when `turnserver` is missing, and with coturn's own log when it does not
-    /// come up.
+    /// Starts coturn with `static-auth-secret = secret`, everything on the command line
+    /// as a test needs it. Panics with the install command when `turnserver` is missing,
+    /// and with coturn's own log when it does not come up.
     pub fn start(secret: &str) -> Coturn {
+        Coturn::start_with(secret, |port, dir| {
+            let mut args = vec![
+                // No config file: everything is on this line.
+                "-n".to_string(),
+                "--use-auth-secret".into(),
+                format!("--realm={REALM}"),
+                "--no-tls".into(),
+                "--no-dtls".into(),
+                "--no-cli".into(),
+            ];
+            args.extend(loopback_args(port, dir));
+            args
+        })
+    }
+
+    /// Starts coturn from the deployment's own `deploy/turnserver.conf`, changed only
+    /// where a loopback test must: addresses and ports, its files, no TLS (no
+    /// certificate here), loopback peers. `allowed_peer` plays docker-compose.yml's
+    /// `--allowed-peer-ip=${PUBLIC_IP}`: the one peer address coturn relays to.
+    pub fn start_with_deploy_config(secret: &str, allowed_peer: &str) -> Coturn {
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/turnserver.conf");
+        assert!(config.is_file(), "{} exists", config.display());
+        Coturn::start_with(secret, |port, dir| {
+            let mut args = vec![
+                "-c".to_string(),
+                config.display().to_string(),
+                format!("--realm={REALM}"),
+                format!("--allowed-peer-ip={allowed_peer}"),
+                "--no-tls".into(),
+            ];
+            args.extend(loopback_args(port, dir));
+            args
+        })
+    }
+
+    fn start_with(secret: &str, args: impl Fn(u16, &Path) -> Vec<String>) -> Coturn {
         let binary = find_turnserver().unwrap_or_else(|| {
             panic!(
                 "`turnserver` not found: these tests need coturn. Install it with \
@@ -38,7 +74,12 @@ impl Coturn {
         let mut last_log = String::new();
         for _ in 0..5 {
             let port = free_udp_and_tcp_port();
-            let mut coturn = Coturn::spawn(&binary, port, secret);
+            let dir =
+                std::env::temp_dir().join(format!("plaza-coturn-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("coturn temp dir");
+            let mut all = args(port, &dir);
+            all.push(format!("--static-auth-secret={secret}"));
+            let mut coturn = Coturn::spawn(&binary, &all, port, secret, dir);
             match coturn.wait_ready(Duration::from_secs(10)) {
                 Ok(()) => return coturn,
                 Err(why) => last_log = format!("{why}\n{}", coturn.log()),
@@ -47,32 +88,9 @@ impl Coturn {
         panic!("coturn did not start:\n{last_log}");
     }
 
-    fn spawn(binary: &Path, port: u16, secret: &str) -> Coturn {
-        let dir = std::env::temp_dir().join(format!("plaza-coturn-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("coturn temp dir");
+    fn spawn(binary: &Path, args: &[String], port: u16, secret: &str, dir: PathBuf) -> Coturn {
         let mut child = Command::new(binary)
-            .args([
-                // No config file: everything is on this line.
-                "-n",
-                "--listening-ip=127.0.0.1",
-                "--relay-ip=127.0.0.1",
-                &format!("--listening-port={port}"),
-                "--use-auth-secret",
-                &format!("--static-auth-secret={secret}"),
-                &format!("--realm={REALM}"),
-                // Plaza is on 127.0.0.1 here, and coturn refuses loopback peers unless told.
-                "--allow-loopback-peers",
-                "--no-cli",
-                "--no-tls",
-                "--no-dtls",
-                // Its own files, not /var/lib/turn or /var/run (which need root).
-                &format!("--userdb={}", dir.join("turndb").display()),
-                &format!("--pidfile={}", dir.join("turnserver.pid").display()),
-                "--log-file=stdout",
-                "--simple-log",
-                // Logs each request with its user, so tests can see what coturn refused.
-                "--verbose",
-            ])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -182,6 +200,24 @@ impl Drop for Coturn {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// What every test coturn needs: loopback only, its own port and files, logs on stdout
+/// with each request and its user (tests read what coturn allowed and refused).
+fn loopback_args(port: u16, dir: &Path) -> Vec<String> {
+    vec![
+        "--listening-ip=127.0.0.1".into(),
+        "--relay-ip=127.0.0.1".into(),
+        format!("--listening-port={port}"),
+        // Plaza is on 127.0.0.1 here, and coturn refuses loopback peers unless told.
+        "--allow-loopback-peers".into(),
+        // Its own files, not /var/lib/turn or /var/run (which need root).
+        format!("--userdb={}", dir.join("turndb").display()),
+        format!("--pidfile={}", dir.join("turnserver.pid").display()),
+        "--log-file=stdout".into(),
+        "--simple-log".into(),
+        "--verbose".into(),
+    ]
 }
 
 fn find_turnserver() -> Option<PathBuf> {
