@@ -30,7 +30,25 @@ pub struct Config {
     pub ice_servers: Vec<IceServer>,
     pub turn: TurnConfig,
     pub limits: LimitsConfig,
+    pub auth: AuthConfig,
+    pub admin: AdminConfig,
     pub log: LogConfig,
+}
+
+/// Signed room tokens (see `crate::auth`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret room tokens are signed with. Empty = rooms are open to anyone.
+    pub secret: String,
+}
+
+/// The admin REST API (`/admin/...`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Key clients send in the `X-Api-Key` header. Empty = the admin API is off.
+    pub api_key: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -97,6 +115,15 @@ pub struct LimitsConfig {
     pub max_chat_bytes: usize,
     pub max_room_name_len: usize,
     pub max_display_name_len: usize,
+    /// Signalling messages a connection may send per second on average...
+    pub signalling_rate: f64,
+    /// ...and at once.
+    pub signalling_burst: u32,
+    /// Chat messages a participant may send per second on average, and at once.
+    pub chat_rate: f64,
+    pub chat_burst: u32,
+    /// `join` attempts one IP address may make per minute.
+    pub joins_per_ip_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -120,6 +147,8 @@ impl Default for Config {
             ice_servers: Vec::new(),
             turn: TurnConfig::default(),
             limits: LimitsConfig::default(),
+            auth: AuthConfig::default(),
+            admin: AdminConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -170,6 +199,11 @@ impl Default for LimitsConfig {
             max_chat_bytes: 16 * 1024,
             max_room_name_len: 64,
             max_display_name_len: 64,
+            signalling_rate: 20.0,
+            signalling_burst: 50,
+            chat_rate: 5.0,
+            chat_burst: 20,
+            joins_per_ip_per_minute: 60,
         }
     }
 }
@@ -293,6 +327,37 @@ pub struct ConfigArgs {
     /// Longest display name, in characters [default: 64]
     #[arg(long, env = "PLAZA_MAX_DISPLAY_NAME_LEN", value_name = "N")]
     pub max_display_name_len: Option<usize>,
+    /// Signalling messages per second per connection [default: 20]
+    #[arg(long, env = "PLAZA_SIGNALLING_RATE", value_name = "N")]
+    pub signalling_rate: Option<f64>,
+    /// Signalling messages a connection may send at once [default: 50]
+    #[arg(long, env = "PLAZA_SIGNALLING_BURST", value_name = "N")]
+    pub signalling_burst: Option<u32>,
+    /// Chat messages per second per participant [default: 5]
+    #[arg(long, env = "PLAZA_CHAT_RATE", value_name = "N")]
+    pub chat_rate: Option<f64>,
+    /// Chat messages a participant may send at once [default: 20]
+    #[arg(long, env = "PLAZA_CHAT_BURST", value_name = "N")]
+    pub chat_burst: Option<u32>,
+    /// Join attempts per IP address per minute [default: 60]
+    #[arg(long, env = "PLAZA_JOINS_PER_IP_PER_MINUTE", value_name = "N")]
+    pub joins_per_ip_per_minute: Option<u32>,
+    /// Secret for signed room tokens (HS256); empty = open rooms. Prefer the env variable
+    #[arg(
+        long,
+        env = "PLAZA_AUTH_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub auth_secret: Option<String>,
+    /// Key for the admin API (X-Api-Key header); empty = admin API off. Prefer the env variable
+    #[arg(
+        long,
+        env = "PLAZA_ADMIN_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub admin_api_key: Option<String>,
     /// Log filter, e.g. info or plaza=debug [default: info]
     #[arg(long, env = "PLAZA_LOG", value_name = "FILTER")]
     pub log_level: Option<String>,
@@ -474,6 +539,29 @@ impl Config {
                 return bad(key, "must be more than 0".into());
             }
         }
+        for (key, v) in [
+            ("limits.signalling_rate", l.signalling_rate),
+            ("limits.chat_rate", l.chat_rate),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(key, "must be a number more than 0".into());
+            }
+        }
+        for (key, v) in [
+            ("limits.signalling_burst", l.signalling_burst),
+            ("limits.chat_burst", l.chat_burst),
+            ("limits.joins_per_ip_per_minute", l.joins_per_ip_per_minute),
+        ] {
+            if v == 0 {
+                return bad(key, "must be more than 0".into());
+            }
+        }
+        if !self.auth.secret.is_empty() && self.auth.secret.len() < 16 {
+            return bad("auth.secret", "use at least 16 characters".into());
+        }
+        if !self.admin.api_key.is_empty() && self.admin.api_key.len() < 16 {
+            return bad("admin.api_key", "use at least 16 characters".into());
+        }
         if l.max_frame_bytes < 1024 {
             return bad("limits.max_frame_bytes", "must be at least 1024".into());
         }
@@ -563,7 +651,7 @@ mod tests {
             }
             let (section, name) = key.split_once('.').unwrap_or(("", key));
             let name = match section {
-                "heartbeat" | "turn" => format!("{section}_{name}"),
+                "heartbeat" | "turn" | "auth" | "admin" => format!("{section}_{name}"),
                 "ice" if name.ends_with("timeout") || name.ends_with("interval") => {
                     format!("ice_{name}")
                 }

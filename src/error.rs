@@ -39,6 +39,8 @@ pub enum ProtocolError {
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     RateLimited(String),
     #[error("{0}")]
     PeerFailed(String),
@@ -70,6 +72,7 @@ impl ProtocolError {
             TooManyRooms(_) => "too_many_rooms",
             TooManyTracks(_) => "too_many_tracks",
             Unauthorized(_) => "unauthorized",
+            Forbidden(_) => "forbidden",
             RateLimited(_) => "rate_limited",
             PeerFailed(_) => "peer_failed",
             ServerShutdown => "server_shutdown",
@@ -109,6 +112,7 @@ impl ProtocolError {
         "too_many_rooms",
         "too_many_tracks",
         "unauthorized",
+        "forbidden",
         "rate_limited",
         "peer_failed",
         "server_shutdown",
@@ -156,6 +160,7 @@ mod tests {
             ProtocolError::TooManyRooms(0),
             ProtocolError::TooManyTracks(0),
             ProtocolError::Unauthorized(String::new()),
+            ProtocolError::Forbidden(String::new()),
             ProtocolError::RateLimited(String::new()),
             ProtocolError::PeerFailed(String::new()),
             ProtocolError::ServerShutdown,

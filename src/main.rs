@@ -1,25 +1,73 @@
 //! `plaza`: the server binary. No arguments needed: it listens on 0.0.0.0:8080 and
-//! serves the web client from ./web.
+//! serves the web client from ./web. `plaza token` mints a room token.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use plaza::config::{Config, ConfigArgs};
 
 #[derive(Parser)]
 #[command(
     name = "plaza",
     version,
-    about = "A small, fast WebRTC SFU for browser video-call rooms"
+    about = "A small, fast WebRTC SFU for browser video-call rooms",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     #[command(flatten)]
     config: ConfigArgs,
 }
 
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default)
+    Serve(Box<ConfigArgs>),
+    /// Mint a signed room token (needs the server's auth secret)
+    Token(TokenArgs),
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// The room the token admits to
+    #[arg(long)]
+    room: String,
+    /// Who the participant is (the token's subject)
+    #[arg(long)]
+    identity: String,
+    /// Display name to impose (otherwise the participant chooses)
+    #[arg(long)]
+    name: Option<String>,
+    /// How long the token is valid
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    ttl: Duration,
+    /// The participant may only receive, not publish
+    #[arg(long)]
+    no_publish: bool,
+    /// The participant may only publish, not receive
+    #[arg(long)]
+    no_subscribe: bool,
+    /// The secret (else auth.secret from --config / PLAZA_AUTH_SECRET)
+    #[arg(long, env = "PLAZA_AUTH_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// Configuration file to read auth.secret from
+    #[arg(long, env = "PLAZA_CONFIG")]
+    config: Option<std::path::PathBuf>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(&cli.config) {
+    match cli.command {
+        Some(Command::Token(args)) => token(args),
+        Some(Command::Serve(config)) => serve(&config),
+        None => serve(&cli.config),
+    }
+}
+
+fn serve(args: &ConfigArgs) -> ExitCode {
+    let config = match Config::load(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("plaza: {e}");
@@ -40,6 +88,47 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("plaza: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn token(args: TokenArgs) -> ExitCode {
+    let secret = match args.secret {
+        Some(s) => s,
+        None => {
+            let loaded = Config::load(&ConfigArgs {
+                config: args.config.clone(),
+                ..Default::default()
+            });
+            match loaded {
+                Ok(c) => c.auth.secret,
+                Err(e) => {
+                    eprintln!("plaza token: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    if secret.is_empty() {
+        eprintln!("plaza token: no secret: pass --secret, set PLAZA_AUTH_SECRET or auth.secret in --config");
+        return ExitCode::from(2);
+    }
+    let claims = plaza::auth::Claims {
+        room: args.room,
+        sub: args.identity,
+        name: args.name,
+        publish: !args.no_publish,
+        subscribe: !args.no_subscribe,
+        exp: plaza::auth::expiry_in(args.ttl),
+    };
+    match plaza::auth::mint(&secret, &claims) {
+        Ok(t) => {
+            println!("{t}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("plaza token: {e}");
             ExitCode::from(1)
         }
     }

@@ -13,8 +13,10 @@ use actix_web_actors::ws;
 use serde::Serialize;
 use tracing::{info, warn};
 
+use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::error::Result;
+use crate::rate::PerIpLimiter;
 use crate::registry::Registry;
 use crate::rtc::{MediaPlane, MediaStats};
 use crate::session::{Shutdown, WsSession};
@@ -24,6 +26,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub registry: Arc<Registry>,
     pub media: Arc<MediaPlane>,
+    /// Verifies room tokens; `None` when rooms are open (no `auth.secret`).
+    pub tokens: Option<Arc<TokenVerifier>>,
+    pub join_limiter: PerIpLimiter,
 }
 
 /// A configured server, ready to `run`. Tests keep `registry()` and `media_stats()` to
@@ -39,11 +44,18 @@ impl Plaza {
     pub fn new(config: Config) -> Result<Self> {
         config.validate()?;
         let media = MediaPlane::new(&config.ice, config.media_threads)?;
+        let tokens = (!config.auth.secret.is_empty())
+            .then(|| Arc::new(TokenVerifier::new(&config.auth.secret)));
+        if tokens.is_none() {
+            warn!("no auth.secret: rooms are open to anyone who can reach this server");
+        }
         Ok(Self {
             state: Arc::new(AppState {
+                join_limiter: PerIpLimiter::new(config.limits.joins_per_ip_per_minute),
                 config: Arc::new(config),
                 registry: Registry::new(),
                 media,
+                tokens,
             }),
         })
     }

@@ -15,6 +15,7 @@
 //! teardown, and the registry entry goes with the actor (a guard field).
 
 pub mod messages;
+pub mod signalling;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,12 +28,15 @@ use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 
 pub use self::messages::*;
+use self::signalling::{Action, Signalling};
+use crate::auth::Grant;
 use crate::error::ProtocolError;
-use crate::ids::{parse_display_name, ParticipantId, RoomId, TrackId};
+use crate::ids::{ParticipantId, RoomId, TrackId};
 use crate::protocol::{
-    ChatIn, ClientMessage, IceCandidate, Limits, ParticipantInfo, PeerTarget, ServerMessage,
-    CHAT_CHANNEL_LABEL, PROTOCOL_VERSION,
+    ChatIn, IceCandidate, Limits, ParticipantInfo, PeerTarget, ServerMessage, CHAT_CHANNEL_LABEL,
+    PROTOCOL_VERSION,
 };
+use crate::rate::TokenBucket;
 use crate::registry::{Connection, ConnectionGuard};
 use crate::room::{self, JoinAccepted, JoinRefused, Room, RoomEvent};
 use crate::rtc::data::ChatChannel;
@@ -48,27 +52,9 @@ const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Chat messages kept for a participant whose chat channel is not open yet.
 const CHAT_BACKLOG: usize = 64;
 
-enum Phase {
-    Connected,
-    Joining,
-    Joined { room: Addr<Room> },
-}
-
 struct Subscription {
     up: Arc<UpTrack>,
     sender: Option<Arc<RTCRtpSender>>,
-}
-
-/// The subscriber connection's offer/answer state: at most one offer in flight.
-#[derive(Default)]
-struct Negotiation {
-    in_flight: bool,
-    /// Something changed while an offer was in flight: offer again after the answer.
-    pending: bool,
-    /// A `Negotiate` message is already queued.
-    scheduled: bool,
-    /// An offer was made before: from then on, even "no tracks" must be offered.
-    offered_once: bool,
 }
 
 pub struct WsSession {
@@ -76,13 +62,18 @@ pub struct WsSession {
     app: Arc<AppState>,
     peer_addr: Option<std::net::SocketAddr>,
     last_heard: Instant,
-    phase: Phase,
+    /// What client messages mean now, and what the client may do.
+    signalling: Signalling,
+    /// Set once joined.
+    room: Option<Addr<Room>>,
     publisher: Option<Arc<Peer>>,
     subscriber: Option<Arc<Peer>>,
     published: HashMap<TrackId, Arc<UpTrack>>,
     subscriptions: HashMap<TrackId, Subscription>,
-    negotiation: Negotiation,
+    /// A `Negotiate` message is already queued.
+    negotiation_scheduled: bool,
     chat: Option<ChatChannel>,
+    chat_rate: TokenBucket,
     /// Chat for this participant that arrived before its chat channel opened.
     chat_backlog: Vec<Arc<str>>,
     span: Span,
@@ -94,17 +85,20 @@ impl WsSession {
     pub fn new(app: Arc<AppState>, peer_addr: Option<std::net::SocketAddr>) -> Self {
         let id = ParticipantId::random();
         let span = info_span!("participant", participant = %id, room = tracing::field::Empty);
+        let limits = &app.config.limits;
         Self {
             id,
+            signalling: Signalling::new(limits, app.tokens.clone()),
+            chat_rate: TokenBucket::new(limits.chat_rate, limits.chat_burst),
             app,
             peer_addr,
             last_heard: Instant::now(),
-            phase: Phase::Connected,
+            room: None,
             publisher: None,
             subscriber: None,
             published: HashMap::new(),
             subscriptions: HashMap::new(),
-            negotiation: Negotiation::default(),
+            negotiation_scheduled: false,
             chat: None,
             chat_backlog: Vec::new(),
             span,
@@ -135,10 +129,7 @@ impl WsSession {
     }
 
     fn room(&self) -> Option<&Addr<Room>> {
-        match &self.phase {
-            Phase::Joined { room, .. } => Some(room),
-            _ => None,
-        }
+        self.room.as_ref()
     }
 
     fn peer_handler(ctx: &ws::WebsocketContext<Self>, target: PeerTarget) -> PeerEventHandler {
@@ -150,30 +141,19 @@ impl WsSession {
         })
     }
 
-    fn handle_client(
+    /// Carries out what `Signalling` decided for one client message.
+    fn perform(
         &mut self,
-        msg: ClientMessage,
+        action: Action,
         ctx: &mut ws::WebsocketContext<Self>,
     ) -> Result<(), ProtocolError> {
-        match msg {
-            ClientMessage::Ping {} => {
-                self.send(ctx, &ServerMessage::Pong);
-                Ok(())
-            }
-            ClientMessage::Join { room, name, token } => self.join(room, name, token, ctx),
-            _ if self.room().is_none() => match self.phase {
-                Phase::Joining => Err(ProtocolError::OutOfOrder(
-                    "wait for `joined` before sending this".into(),
-                )),
-                _ => Err(ProtocolError::NotJoined),
-            },
-            ClientMessage::Offer { target, sdp } => self.on_offer(target, sdp, ctx),
-            ClientMessage::Answer { target, sdp } => self.on_answer(target, sdp, ctx),
-            ClientMessage::Candidate { target, candidate } => {
-                self.on_candidate(target, candidate, ctx);
-                Ok(())
-            }
-            ClientMessage::Mute { kind, muted } => {
+        match action {
+            Action::Reply(msg) => self.send(ctx, &msg),
+            Action::Join { room, name, grant } => self.join(room, name, grant, ctx)?,
+            Action::AnswerOffer(sdp) => self.on_offer(sdp, ctx),
+            Action::ApplyAnswer(sdp) => self.on_answer(sdp, ctx),
+            Action::AddCandidate(target, candidate) => self.on_candidate(target, candidate, ctx),
+            Action::SetMuted(kind, muted) => {
                 if let Some(room) = self.room() {
                     room.do_send(room::SetMuted {
                         participant_id: self.id.clone(),
@@ -181,35 +161,39 @@ impl WsSession {
                         muted,
                     });
                 }
-                Ok(())
             }
-            ClientMessage::Leave {} => {
+            Action::Leave => {
                 info!("leave");
                 ctx.close(Some(ws::CloseReason {
                     code: ws::CloseCode::Normal,
                     description: Some("left".into()),
                 }));
                 ctx.stop();
-                Ok(())
             }
+            Action::Nothing => {}
         }
+        Ok(())
     }
 
     fn join(
         &mut self,
-        room: String,
-        name: String,
-        _token: Option<String>,
+        room_id: RoomId,
+        name: Arc<str>,
+        grant: Grant,
         ctx: &mut ws::WebsocketContext<Self>,
     ) -> Result<(), ProtocolError> {
-        if !matches!(self.phase, Phase::Connected) {
-            return Err(ProtocolError::AlreadyJoined);
+        if let Some(ip) = self.peer_addr.map(|a| a.ip()) {
+            if !self.app.join_limiter.allow(ip, Instant::now()) {
+                self.signalling.join_done(Err(()));
+                return Err(ProtocolError::RateLimited(format!(
+                    "more than {} joins per minute from this address",
+                    self.app.config.limits.joins_per_ip_per_minute
+                )));
+            }
         }
-        let limits = &self.app.config.limits;
-        let room_id = RoomId::parse(&room, limits.max_room_name_len)?;
-        let name = parse_display_name(&name, limits.max_display_name_len)?;
-        self.phase = Phase::Joining;
-
+        if let Some(identity) = &grant.identity {
+            info!(%identity, publish = grant.publish, subscribe = grant.subscribe, "token accepted");
+        }
         let app = Arc::clone(&self.app);
         let me = ParticipantInfo {
             id: self.id.clone(),
@@ -238,12 +222,13 @@ impl WsSession {
                 .into_actor(self)
                 .map(move |result, act, ctx| match result {
                     Ok((room_id, room, accepted, publisher, subscriber)) => {
+                        act.signalling.join_done(Ok(&grant));
                         act.publisher = Some(Arc::new(publisher));
                         act.subscriber = Some(Arc::new(subscriber));
                         act.on_joined(room_id, room, name, accepted, ctx);
                     }
                     Err(e) => {
-                        act.phase = Phase::Connected;
+                        act.signalling.join_done(Err(()));
                         act.fail(ctx, e);
                     }
                 }),
@@ -280,7 +265,7 @@ impl WsSession {
                 },
             },
         );
-        self.phase = Phase::Joined { room };
+        self.room = Some(room);
         for track in accepted.tracks {
             self.subscribe(track, ctx);
         }
@@ -288,27 +273,9 @@ impl WsSession {
 
     // ----- publisher connection: the client offers -----
 
-    fn on_offer(
-        &mut self,
-        target: PeerTarget,
-        sdp: String,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) -> Result<(), ProtocolError> {
-        if target != PeerTarget::Publisher {
-            return Err(ProtocolError::OutOfOrder(
-                "the server makes the subscriber offers; answer them instead".into(),
-            ));
-        }
-        let max_tracks = self.app.config.limits.max_tracks_per_participant;
-        let media_sections = sdp
-            .lines()
-            .filter(|l| l.starts_with("m=audio") || l.starts_with("m=video"))
-            .count();
-        if media_sections > max_tracks {
-            return Err(ProtocolError::TooManyTracks(max_tracks));
-        }
+    fn on_offer(&mut self, sdp: String, ctx: &mut ws::WebsocketContext<Self>) {
         let Some(peer) = self.publisher.clone() else {
-            return Err(ProtocolError::NotJoined);
+            return;
         };
         let answering = async move { timeout(peer.answer(sdp)).await };
         ctx.wait(
@@ -325,7 +292,6 @@ impl WsSession {
                     Err(e) => act.fail(ctx, e),
                 }),
         );
-        Ok(())
     }
 
     fn on_remote_track(
@@ -364,6 +330,9 @@ impl WsSession {
         let Some(peer) = self.subscriber.clone() else {
             return;
         };
+        if !self.signalling.grant().subscribe {
+            return; // a publish-only token: this participant receives no media
+        }
         self.send(ctx, &ServerMessage::TrackPublished { track: up.info() });
         let down = Arc::new(DownTrack::new(
             up.id.clone(),
@@ -418,30 +387,15 @@ impl WsSession {
     }
 
     fn schedule_negotiation(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        if !self.negotiation.scheduled {
-            self.negotiation.scheduled = true;
+        if !self.negotiation_scheduled {
+            self.negotiation_scheduled = true;
             ctx.notify(Negotiate);
         }
     }
 
-    fn on_answer(
-        &mut self,
-        target: PeerTarget,
-        sdp: String,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) -> Result<(), ProtocolError> {
-        if target != PeerTarget::Subscriber {
-            return Err(ProtocolError::OutOfOrder(
-                "the client makes the publisher offers; the server answers them".into(),
-            ));
-        }
-        if !self.negotiation.in_flight {
-            return Err(ProtocolError::OutOfOrder(
-                "no subscriber offer is waiting for an answer".into(),
-            ));
-        }
+    fn on_answer(&mut self, sdp: String, ctx: &mut ws::WebsocketContext<Self>) {
         let Some(peer) = self.subscriber.clone() else {
-            return Err(ProtocolError::NotJoined);
+            return;
         };
         let applying = async move { timeout(peer.accept_answer(sdp)).await };
         ctx.wait(
@@ -449,8 +403,7 @@ impl WsSession {
                 .into_actor(self)
                 .map(|result, act, ctx| match result {
                     Ok(()) => {
-                        act.negotiation.in_flight = false;
-                        if std::mem::take(&mut act.negotiation.pending) {
+                        if act.signalling.answer_applied() {
                             act.schedule_negotiation(ctx);
                         }
                     }
@@ -458,7 +411,6 @@ impl WsSession {
                     Err(e) => act.fail(ctx, e),
                 }),
         );
-        Ok(())
     }
 
     fn on_candidate(
@@ -539,6 +491,12 @@ impl WsSession {
         msg: webrtc::data_channel::data_channel_message::DataChannelMessage,
         ctx: &mut ws::WebsocketContext<Self>,
     ) -> Result<(), ProtocolError> {
+        if !self.chat_rate.take(Instant::now()) {
+            return Err(ProtocolError::RateLimited(format!(
+                "more than {} chat messages per second",
+                self.app.config.limits.chat_rate
+            )));
+        }
         let max = self.app.config.limits.max_chat_bytes;
         if msg.data.len() > max {
             return Err(ProtocolError::MessageTooLarge(format!(
@@ -578,12 +536,11 @@ impl WsSession {
         if let Some(p) = self.subscriber.take() {
             p.close();
         }
-        if let Phase::Joined { room, .. } = &self.phase {
+        if let Some(room) = self.room.take() {
             room.do_send(room::Leave {
                 participant_id: self.id.clone(),
             });
         }
-        self.phase = Phase::Connected;
     }
 }
 
@@ -699,7 +656,10 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
         self.last_heard = Instant::now();
         match msg {
             ws::Message::Text(text) => {
-                let result = ClientMessage::decode(&text).and_then(|m| self.handle_client(m, ctx));
+                let result = self
+                    .signalling
+                    .on_text(&text, Instant::now())
+                    .and_then(|action| self.perform(action, ctx));
                 if let Err(e) = result {
                     self.fail(ctx, e);
                 }
@@ -762,19 +722,13 @@ impl Handler<Negotiate> for WsSession {
 
     fn handle(&mut self, _msg: Negotiate, ctx: &mut Self::Context) {
         let _e = self.span.clone().entered();
-        self.negotiation.scheduled = false;
-        if self.negotiation.in_flight {
-            self.negotiation.pending = true;
-            return;
-        }
-        if self.subscriptions.is_empty() && !self.negotiation.offered_once {
-            return;
-        }
+        self.negotiation_scheduled = false;
         let Some(peer) = self.subscriber.clone() else {
             return;
         };
-        self.negotiation.in_flight = true;
-        self.negotiation.offered_once = true;
+        if !self.signalling.offer_needed(!self.subscriptions.is_empty()) {
+            return;
+        }
         let offering = async move {
             tokio::time::timeout(PEER_CALL_TIMEOUT, peer.offer())
                 .await
@@ -793,7 +747,7 @@ impl Handler<Negotiate> for WsSession {
                     ),
                     Err(e) => {
                         warn!(error = %e, "cannot create subscriber offer");
-                        act.negotiation.in_flight = false;
+                        act.signalling.offer_failed();
                         act.fail(
                             ctx,
                             ProtocolError::Internal("cannot create an offer".into()),
