@@ -7,6 +7,7 @@
 //! with a keyframe and records them, so tests can watch the server ask.
 
 pub mod media;
+pub mod source;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -35,13 +36,13 @@ use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::rtp::header::Header;
-use webrtc::rtp::packet::Packet;
 use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
-use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
+use webrtc::track::track_local::TrackLocal;
 use webrtc::track::track_remote::TrackRemote;
 
 use self::media::{payload_hash, read_stamp, unix_us, Stamp};
+use self::source::{Fixture, SentPacket};
 use crate::protocol::{
     ChatIn, ChatOut, ClientMessage, IceCandidate, IceServer, MediaKind, ParticipantInfo,
     PeerTarget, ServerMessage, CHAT_CHANNEL_LABEL,
@@ -106,6 +107,49 @@ pub struct ParticipantOptions {
     pub ice_servers_override: Option<Vec<IceServer>>,
     /// Keep the hash of every payload sent and received (tests compare them).
     pub record_payloads: bool,
+    /// Publish this real recording instead of synthetic stamped packets (for servers
+    /// that decode what they relay). `video` still says whether video is sent.
+    pub fixture: Option<Arc<Fixture>>,
+    /// Called for every media packet received, on the receiving task: a load generator
+    /// keeps its own counters here instead of polling `remote_tracks`.
+    pub on_packet: Option<OnPacket>,
+    /// Called for every media packet just before it is sent.
+    pub on_sent: Option<OnSent>,
+    /// Keep per-track counters and latency samples (`remote_tracks`). A load generator
+    /// with its own `on_packet` turns this off to save a lock and a growing vector per
+    /// packet.
+    pub track_stats: bool,
+}
+
+/// Called for every media packet a subscriber receives (see `ParticipantOptions`).
+#[derive(Clone)]
+pub struct OnPacket(pub Arc<dyn Fn(&ReceivedPacket<'_>) + Send + Sync>);
+
+/// Called for every media packet a publisher sends (see `ParticipantOptions`).
+#[derive(Clone)]
+pub struct OnSent(pub Arc<dyn Fn(&SentPacket<'_>) + Send + Sync>);
+
+impl std::fmt::Debug for OnPacket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnPacket(..)")
+    }
+}
+
+impl std::fmt::Debug for OnSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnSent(..)")
+    }
+}
+
+/// One media packet as a subscriber received it.
+pub struct ReceivedPacket<'a> {
+    /// The publisher's participant id (the stream id).
+    pub publisher: &'a str,
+    pub track_id: &'a str,
+    pub kind: MediaKind,
+    pub header: &'a Header,
+    pub payload: &'a [u8],
+    pub at: Instant,
 }
 
 impl ParticipantOptions {
@@ -121,6 +165,10 @@ impl ParticipantOptions {
             relay_only: false,
             ice_servers_override: None,
             record_payloads: false,
+            fixture: None,
+            on_packet: None,
+            on_sent: None,
+            track_stats: true,
         }
     }
 }
@@ -202,8 +250,11 @@ struct Shared {
     sent: Mutex<SentLog>,
     record_payloads: bool,
     outbox: mpsc::UnboundedSender<WsMessage>,
-    force_keyframe: AtomicBool,
+    force_keyframe: Arc<AtomicBool>,
     packets_received: AtomicU64,
+    on_packet: Option<OnPacket>,
+    on_sent: Option<OnSent>,
+    track_stats: bool,
 }
 
 impl Shared {
@@ -276,8 +327,11 @@ impl Participant {
             sent: Mutex::new(SentLog::default()),
             record_payloads: opts.record_payloads,
             outbox,
-            force_keyframe: AtomicBool::new(false),
+            force_keyframe: Arc::new(AtomicBool::new(false)),
             packets_received: AtomicU64::new(0),
+            on_packet: opts.on_packet.clone(),
+            on_sent: opts.on_sent.clone(),
+            track_stats: opts.track_stats,
         });
 
         let ice_servers = opts.ice_servers_override.clone().unwrap_or(servers);
@@ -321,7 +375,11 @@ impl Participant {
             publisher
                 .add_track(Arc::clone(&track) as Arc<dyn TrackLocal + Send + Sync>)
                 .await?;
-            tasks.push(tokio::spawn(send_audio(track, Arc::clone(&shared))));
+            tasks.push(tokio::spawn(send_audio(
+                track,
+                opts.fixture.clone(),
+                Arc::clone(&shared),
+            )));
         }
         if let Some(video) = opts.video.clone() {
             let track = Arc::new(TrackLocalStaticRTP::new(
@@ -352,7 +410,12 @@ impl Participant {
                     }
                 }
             }));
-            tasks.push(tokio::spawn(send_video(track, video, Arc::clone(&shared))));
+            tasks.push(tokio::spawn(send_video(
+                track,
+                video,
+                opts.fixture.clone(),
+                Arc::clone(&shared),
+            )));
         }
         let chat = publisher
             .create_data_channel(CHAT_CHANNEL_LABEL, None)
@@ -587,7 +650,9 @@ fn json(m: &ClientMessage) -> String {
     serde_json::to_string(m).unwrap_or_default()
 }
 
-fn build_client_api(ice_ips: &[IpAddr]) -> ClientResult<webrtc::api::API> {
+/// The webrtc-rs API every headless participant uses: Plaza's codecs, the default
+/// interceptors, candidates only on `ice_ips`. Public for other protocol adapters.
+pub fn build_client_api(ice_ips: &[IpAddr]) -> ClientResult<webrtc::api::API> {
     let mut media = MediaEngine::default();
     register_codecs(&mut media)?;
     let registry = register_default_interceptors(Registry::new(), &mut media)?;
@@ -653,13 +718,26 @@ async fn receive(track: Arc<TrackRemote>, kind: MediaKind, shared: Arc<Shared>) 
             continue;
         }
         let now = Instant::now();
+        shared.packets_received.fetch_add(1, Ordering::Relaxed);
+        if let Some(hook) = &shared.on_packet {
+            (hook.0)(&ReceivedPacket {
+                publisher: &publisher,
+                track_id: &track_id,
+                kind,
+                header: &pkt.header,
+                payload: &pkt.payload,
+                at: now,
+            });
+        }
+        if !shared.track_stats {
+            continue;
+        }
         let header_len = match kind {
             MediaKind::Video => media::vp8_header_len(&pkt.payload),
             MediaKind::Audio => media::OPUS_HEADER_LEN,
         };
         let stamp: Option<Stamp> = read_stamp(&pkt.payload, header_len);
         let latency = stamp.map(|s| unix_us().saturating_sub(s.sent_at_us) as u32);
-        shared.packets_received.fetch_add(1, Ordering::Relaxed);
         let mut remote = lock(&shared.remote);
         let t = remote
             .entry(track_id.clone())
@@ -690,89 +768,37 @@ async fn receive(track: Arc<TrackRemote>, kind: MediaKind, shared: Arc<Shared>) 
     }
 }
 
-fn record_sent(shared: &Shared, payload: &[u8], keyframe: bool) {
-    let mut sent = lock(&shared.sent);
-    sent.packets += 1;
-    if keyframe {
-        sent.keyframes += 1;
+fn record_sent(shared: &Shared, sent: &SentPacket<'_>) {
+    let mut log = lock(&shared.sent);
+    log.packets += 1;
+    if sent.keyframe {
+        log.keyframes += 1;
     }
     if shared.record_payloads {
-        sent.hashes.insert(payload_hash(payload));
+        log.hashes.insert(payload_hash(sent.payload));
+    }
+    drop(log);
+    if let Some(hook) = &shared.on_sent {
+        (hook.0)(sent);
     }
 }
 
-async fn send_audio(track: Arc<TrackLocalStaticRTP>, shared: Arc<Shared>) {
-    let source: u64 = rand::random();
-    let mut header = Header {
-        version: 2,
-        payload_type: 111,
-        sequence_number: rand::random(),
-        timestamp: rand::random(),
-        ..Default::default()
-    };
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    for seq in 0u64.. {
-        tick.tick().await;
-        let payload = media::opus_packet(source, seq, 120);
-        record_sent(&shared, &payload, false);
-        let pkt = Packet {
-            header: header.clone(),
-            payload,
-        };
-        if track.write_rtp(&pkt).await.is_err() {
-            return;
-        }
-        header.sequence_number = header.sequence_number.wrapping_add(1);
-        header.timestamp = header.timestamp.wrapping_add(960);
-    }
+async fn send_audio(
+    track: Arc<TrackLocalStaticRTP>,
+    fixture: Option<Arc<Fixture>>,
+    shared: Arc<Shared>,
+) {
+    source::send_audio(track, fixture, |p| record_sent(&shared, p)).await
 }
 
-async fn send_video(track: Arc<TrackLocalStaticRTP>, opts: VideoOptions, shared: Arc<Shared>) {
-    let source: u64 = rand::random();
-    let fps = opts.fps.max(1);
-    let frame_bytes = (opts.bitrate_bps / 8 / fps) as usize;
-    let ts_step = 90_000 / fps;
-    let mut header = Header {
-        version: 2,
-        payload_type: 96,
-        sequence_number: rand::random(),
-        timestamp: rand::random(),
-        ..Default::default()
-    };
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / fps as f64));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut stamp_seq = 0u64;
-    let mut last_keyframe: Option<Instant> = None;
-    loop {
-        tick.tick().await;
-        let periodic = match (opts.keyframe_interval, last_keyframe) {
-            (Some(every), Some(at)) => at.elapsed() >= every,
-            _ => false,
-        };
-        let keyframe = last_keyframe.is_none()
-            || periodic
-            || shared.force_keyframe.swap(false, Ordering::AcqRel);
-        if keyframe {
-            last_keyframe = Some(Instant::now());
-        }
-        let packets = media::vp8_frame(source, stamp_seq, keyframe, frame_bytes);
-        stamp_seq += packets.len() as u64;
-        let last = packets.len() - 1;
-        for (i, payload) in packets.into_iter().enumerate() {
-            record_sent(&shared, &payload, keyframe && i == 0);
-            header.marker = i == last;
-            let pkt = Packet {
-                header: header.clone(),
-                payload,
-            };
-            if track.write_rtp(&pkt).await.is_err() {
-                return;
-            }
-            header.sequence_number = header.sequence_number.wrapping_add(1);
-        }
-        header.timestamp = header.timestamp.wrapping_add(ts_step);
-    }
+async fn send_video(
+    track: Arc<TrackLocalStaticRTP>,
+    opts: VideoOptions,
+    fixture: Option<Arc<Fixture>>,
+    shared: Arc<Shared>,
+) {
+    let force = Arc::clone(&shared.force_keyframe);
+    source::send_video(track, opts, fixture, force, |p| record_sent(&shared, p)).await
 }
 
 /// Reads server messages in order and drives both peer connections.

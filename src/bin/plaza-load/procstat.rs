@@ -1,0 +1,72 @@
+//! CPU time and memory of a process, read from /proc (Linux only): the server under
+//! test and the load generator itself are measured the same way.
+
+use std::fs;
+
+/// Clock ticks per second of `utime`/`stime` in /proc/PID/stat. Linux has reported
+/// USER_HZ = 100 to user space on every architecture for decades; reading it with
+/// sysconf would need libc for one constant.
+const TICKS_PER_SEC: f64 = 100.0;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sample {
+    /// user + system CPU time, seconds.
+    pub cpu_secs: f64,
+    /// Resident set size, bytes.
+    pub rss_bytes: u64,
+    pub threads: u64,
+}
+
+/// Reads `/proc/<pid>/stat` and `/proc/<pid>/status`; `None` once the process is gone.
+pub fn sample(pid: u32) -> Option<Sample> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some(Sample {
+        cpu_secs: cpu_secs(&stat)?,
+        rss_bytes: status_kib(&status, "VmRSS:")? * 1024,
+        threads: status_kib(&status, "Threads:").unwrap_or(0),
+    })
+}
+
+pub fn self_pid() -> u32 {
+    std::process::id()
+}
+
+/// utime + stime from a stat line. The command name (field 2) may contain spaces
+/// and parentheses, so fields are counted after its closing parenthesis.
+fn cpu_secs(stat: &str) -> Option<f64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After ')': state is field 3 of the man page, so utime (14) and stime (15) are at
+    // indices 11 and 12 here.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / TICKS_PER_SEC)
+}
+
+fn status_kib(status: &str, key: &str) -> Option<u64> {
+    status
+        .lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_stat_line_with_spaces_in_the_name() {
+        let line = "1234 (my (odd) name) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 12 0";
+        assert_eq!(cpu_secs(line), Some(3.0));
+    }
+
+    #[test]
+    fn reads_its_own_process() {
+        let s = sample(self_pid()).unwrap();
+        assert!(s.rss_bytes > 0 && s.threads >= 1);
+    }
+}

@@ -1,0 +1,107 @@
+//! The server under test: a child process this tool starts (Plaza, or a baseline's
+//! `run.sh`, which `exec`s so its PID is the server's), or one already running that is
+//! named by PID. Either way it is measured from /proc as a separate process.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub struct Server {
+    pub pid: u32,
+    child: Option<Child>,
+}
+
+impl Server {
+    /// Starts `argv` with its output in `log`, then waits until `addr` accepts TCP.
+    pub async fn spawn(argv: &[String], addr: SocketAddr, log: &std::path::Path) -> Result<Server> {
+        let (program, args) = argv.split_first().context("empty server command")?;
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let out = std::fs::File::create(log).with_context(|| format!("{}", log.display()))?;
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {program}"))?;
+        let mut server = Server {
+            pid: child.id(),
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if TcpStream::connect(addr).await.is_ok() {
+                return Ok(server);
+            }
+            if let Some(c) = server.child.as_mut() {
+                if let Some(status) = c.try_wait()? {
+                    bail!("server exited at start ({status}); see {}", log.display());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "server did not listen on {addr} within 60 s; see {}",
+                    log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A server started elsewhere.
+    pub fn attach(pid: u32) -> Server {
+        Server { pid, child: None }
+    }
+
+    /// SIGTERM, then SIGKILL after a grace period (only for a child we started).
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Plaza's own counters from `/metrics` (Prometheus text), by metric name.
+pub async fn plaza_metrics(addr: SocketAddr) -> Result<Vec<(String, f64)>> {
+    let mut s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await??;
+    let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await?;
+    let mut body = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut body)).await??;
+    Ok(body
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect())
+}
+
+pub fn metric(metrics: &[(String, f64)], name: &str) -> Option<f64> {
+    metrics.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+}
