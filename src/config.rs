@@ -24,6 +24,9 @@ pub struct Config {
     pub http_workers: usize,
     /// Threads of the media runtime (RTP forwarding, ICE, DTLS); 0 = one per core.
     pub media_threads: usize,
+    /// On SIGTERM/SIGINT, the longest the server takes to tell clients and stop.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
     pub heartbeat: HeartbeatConfig,
     pub ice: IceConfig,
     /// STUN/TURN servers handed to clients in `joined`.
@@ -142,6 +145,7 @@ impl Default for Config {
             web_root: PathBuf::from("web"),
             http_workers: 0,
             media_threads: 0,
+            shutdown_timeout: Duration::from_secs(5),
             heartbeat: HeartbeatConfig::default(),
             ice: IceConfig::default(),
             ice_servers: Vec::new(),
@@ -236,6 +240,9 @@ pub struct ConfigArgs {
     /// Media runtime threads, 0 = one per core [default: 0]
     #[arg(long, env = "PLAZA_MEDIA_THREADS", value_name = "N")]
     pub media_threads: Option<usize>,
+    /// Longest graceful shutdown on SIGTERM/SIGINT [default: 5s]
+    #[arg(long, env = "PLAZA_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Option<Duration>,
     /// WebSocket ping interval [default: 5s]
     #[arg(long, env = "PLAZA_HEARTBEAT_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Option<Duration>,
@@ -397,6 +404,7 @@ impl Config {
         set(&mut self.web_root, &a.web_root);
         set(&mut self.http_workers, &a.http_workers);
         set(&mut self.media_threads, &a.media_threads);
+        set(&mut self.shutdown_timeout, &a.shutdown_timeout);
         set(&mut self.heartbeat.interval, &a.heartbeat_interval);
         set(&mut self.heartbeat.timeout, &a.heartbeat_timeout);
         set(&mut self.ice.ips, &a.ice_ips);
@@ -444,6 +452,9 @@ impl Config {
     /// Rejects values that would only fail later, naming the key.
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &str, why: String| Err(Error::Config(format!("{key}: {why}")));
+        if self.shutdown_timeout < Duration::from_millis(500) {
+            return bad("shutdown_timeout", "must be at least 500ms".into());
+        }
         if self.heartbeat.interval.is_zero() {
             return bad("heartbeat.interval", "must be more than 0".into());
         }

@@ -39,12 +39,14 @@
 //! [`client::Participant`] is a headless participant speaking the real protocol with
 //! real WebRTC, used by the tests and the load generator.
 
+pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod ids;
 pub mod logging;
+pub mod metrics;
 pub mod protocol;
 pub mod rate;
 pub mod registry;

@@ -6,7 +6,6 @@
 //! empty.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,8 +33,6 @@ pub struct Registry {
     connections: DashMap<ParticipantId, Connection>,
     rooms: DashMap<RoomId, Addr<Room>>,
     started: Instant,
-    /// `error` frames sent, by code (for `/metrics`).
-    errors_by_code: DashMap<&'static str, AtomicU64>,
 }
 
 impl Default for Registry {
@@ -44,7 +41,6 @@ impl Default for Registry {
             connections: DashMap::new(),
             rooms: DashMap::new(),
             started: Instant::now(),
-            errors_by_code: DashMap::new(),
         }
     }
 }
@@ -129,23 +125,6 @@ impl Registry {
     /// still that room's (a new room of the same name may have been started since).
     pub fn remove_room(&self, id: &RoomId, addr: &Addr<Room>) {
         self.rooms.remove_if(id, |_, a| a == addr);
-    }
-
-    pub fn count_error(&self, code: &'static str) {
-        self.errors_by_code
-            .entry(code)
-            .or_default()
-            .fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn errors_by_code(&self) -> Vec<(&'static str, u64)> {
-        let mut v: Vec<_> = self
-            .errors_by_code
-            .iter()
-            .map(|e| (*e.key(), e.value().load(Ordering::Relaxed)))
-            .collect();
-        v.sort();
-        v
     }
 
     pub fn counts(&self) -> Counts {

@@ -2,7 +2,6 @@
 //! the whole server's lifecycle (`Plaza::run`: serve until `shutdown` resolves, then
 //! tell every client, close every connection, stop within a bound).
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -16,6 +15,7 @@ use tracing::{info, warn};
 use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::error::Result;
+use crate::metrics::Metrics;
 use crate::rate::PerIpLimiter;
 use crate::registry::Registry;
 use crate::rtc::{MediaPlane, MediaStats};
@@ -29,6 +29,7 @@ pub struct AppState {
     /// Verifies room tokens; `None` when rooms are open (no `auth.secret`).
     pub tokens: Option<Arc<TokenVerifier>>,
     pub join_limiter: PerIpLimiter,
+    pub metrics: Metrics,
 }
 
 /// A configured server, ready to `run`. Tests keep `registry()` and `media_stats()` to
@@ -36,9 +37,6 @@ pub struct AppState {
 pub struct Plaza {
     state: Arc<AppState>,
 }
-
-/// How long shutdown waits for clients to be told and disconnected.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 impl Plaza {
     pub fn new(config: Config) -> Result<Self> {
@@ -56,6 +54,7 @@ impl Plaza {
                 registry: Registry::new(),
                 media,
                 tokens,
+                metrics: Metrics::default(),
             }),
         })
     }
@@ -93,6 +92,7 @@ impl Plaza {
                 .route("/ws", web::get().to(ws_route))
                 .route("/healthz", web::get().to(healthz))
                 .route("/metrics", web::get().to(metrics))
+                .configure(crate::admin::routes)
                 .service(actix_files::Files::new("/", &web_root).index_file("index.html"))
         })
         .listen(listener)?
@@ -108,20 +108,36 @@ impl Plaza {
         tokio::pin!(shutdown);
         let server_task = actix_web::rt::spawn(server);
         shutdown.await;
-        info!("shutting down");
+
+        // The budget: most of it for clients to be told and to go, the rest for the
+        // HTTP server and the media runtime to wind down.
+        let started = Instant::now();
+        let budget = config.shutdown_timeout;
+        info!(
+            ?budget,
+            "shutting down: no new connections; telling every client"
+        );
+        handle.pause().await;
         for (_, connection) in state.registry.connections() {
             connection.session.do_send(Shutdown);
         }
-        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        let deadline = started + budget.mul_f32(0.6);
         while !state.registry.is_empty() && Instant::now() < deadline {
             actix_web::rt::time::sleep(Duration::from_millis(20)).await;
         }
-        handle.stop(true).await;
+        let left = state.registry.counts();
+        if !state.registry.is_empty() {
+            warn!(?left, "clients still connected at the shutdown deadline");
+        }
+        handle.stop(false).await;
         let _ = server_task.await;
         let media = Arc::clone(&state.media);
+        let grace = budget
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(100));
         // Dropping a runtime inside another runtime's context panics: do it on a thread.
-        let _ = std::thread::spawn(move || media.shutdown(Duration::from_secs(1))).join();
-        info!("stopped");
+        let _ = std::thread::spawn(move || media.shutdown(grace)).join();
+        info!(took = ?started.elapsed(), "stopped");
         Ok(())
     }
 }
@@ -154,6 +170,7 @@ struct Health {
     participants: usize,
     connections: usize,
     tracks: i64,
+    subscriptions: i64,
     peer_connections: i64,
 }
 
@@ -167,91 +184,16 @@ async fn healthz(state: web::Data<AppState>) -> HttpResponse {
         participants: counts.participants,
         connections: counts.connections,
         tracks: MediaStats::gauge(&stats.forwarding_tasks),
+        subscriptions: MediaStats::gauge(&stats.subscriptions),
         peer_connections: MediaStats::gauge(&stats.peer_connections),
     })
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let counts = state.registry.counts();
-    let s = &state.media.stats;
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
-    };
-    metric(
-        "plaza_rooms",
-        "gauge",
-        "Rooms open.",
-        counts.rooms.to_string(),
-    );
-    metric(
-        "plaza_participants",
-        "gauge",
-        "Participants in rooms.",
-        counts.participants.to_string(),
-    );
-    metric(
-        "plaza_connections",
-        "gauge",
-        "WebSocket connections.",
-        counts.connections.to_string(),
-    );
-    metric(
-        "plaza_published_tracks",
-        "gauge",
-        "Published tracks being forwarded.",
-        MediaStats::gauge(&s.forwarding_tasks).to_string(),
-    );
-    metric(
-        "plaza_peer_connections",
-        "gauge",
-        "Peer connections open.",
-        MediaStats::gauge(&s.peer_connections).to_string(),
-    );
-    metric(
-        "plaza_packets_received_total",
-        "counter",
-        "RTP packets received from publishers.",
-        MediaStats::get(&s.packets_received).to_string(),
-    );
-    metric(
-        "plaza_bytes_received_total",
-        "counter",
-        "RTP payload bytes received from publishers.",
-        MediaStats::get(&s.bytes_received).to_string(),
-    );
-    metric(
-        "plaza_packets_forwarded_total",
-        "counter",
-        "RTP packets sent to subscribers.",
-        MediaStats::get(&s.packets_forwarded).to_string(),
-    );
-    metric(
-        "plaza_bytes_forwarded_total",
-        "counter",
-        "Bytes sent to subscribers (SRTP).",
-        MediaStats::get(&s.bytes_forwarded).to_string(),
-    );
-    metric(
-        "plaza_packets_dropped_total",
-        "counter",
-        "Packets that could not be sent to a subscriber.",
-        MediaStats::get(&s.packets_dropped).to_string(),
-    );
-    metric(
-        "plaza_plis_sent_total",
-        "counter",
-        "Keyframe requests sent to publishers.",
-        MediaStats::get(&s.plis_sent).to_string(),
-    );
-    let _ = writeln!(out, "# HELP plaza_errors_total Error frames sent to clients, by code.\n# TYPE plaza_errors_total counter");
-    for (code, n) in state.registry.errors_by_code() {
-        let _ = writeln!(out, "plaza_errors_total{{code=\"{code}\"}} {n}");
-    }
+    let text = state
+        .metrics
+        .render(state.registry.counts(), &state.media.stats);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(out)
+        .body(text)
 }

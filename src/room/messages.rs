@@ -98,3 +98,18 @@ pub struct RoomSnapshot {
     pub participants: Vec<ParticipantInfo>,
     pub tracks: Vec<crate::protocol::TrackInfo>,
 }
+
+/// An operator removes one participant (admin API).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Kick {
+    pub participant_id: ParticipantId,
+    pub reason: String,
+}
+
+/// An operator closes the room: every member is told and disconnected (admin API).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseRoom {
+    pub reason: String,
+}

@@ -275,3 +275,39 @@ impl Handler<Describe> for Room {
         })
     }
 }
+
+impl Handler<Kick> for Room {
+    type Result = bool;
+
+    /// Tells the participant's session, which closes; its `Leave` follows as for any
+    /// departure, so the others are told the usual way.
+    fn handle(&mut self, msg: Kick, _ctx: &mut Self::Context) -> bool {
+        let _e = self.span.clone().entered();
+        match self
+            .members
+            .iter()
+            .find(|m| m.info.id == msg.participant_id)
+        {
+            Some(m) => {
+                info!(participant = %msg.participant_id, reason = %msg.reason, "kicked");
+                m.events
+                    .do_send(RoomEvent::Closed(ProtocolError::Kicked(msg.reason)));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Handler<CloseRoom> for Room {
+    type Result = ();
+
+    fn handle(&mut self, msg: CloseRoom, _ctx: &mut Self::Context) {
+        let _e = self.span.clone().entered();
+        info!(reason = %msg.reason, members = self.members.len(), "closed by an operator");
+        for m in &self.members {
+            m.events
+                .do_send(RoomEvent::Closed(ProtocolError::Kicked(msg.reason.clone())));
+        }
+    }
+}

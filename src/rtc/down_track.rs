@@ -20,6 +20,7 @@ use webrtc::track::track_local::{TrackLocal, TrackLocalContext, TrackLocalWriter
 
 use super::codec::PayloadFormat;
 use super::forwarder::{Forwarder, Verdict};
+use super::stats::{MediaStats, TaskGuard};
 use crate::ids::{ParticipantId, TrackId};
 
 /// What the negotiation gave this track on the subscriber's connection.
@@ -57,6 +58,8 @@ pub struct DownTrack {
     /// down tracks. Before that, writes are dropped by webrtc-rs, so asking the
     /// publisher for a keyframe would be wasted.
     transport_ready: Arc<AtomicBool>,
+    /// Counts this down track in `MediaStats::subscriptions` while it lives.
+    _alive: TaskGuard,
 }
 
 impl DownTrack {
@@ -66,6 +69,7 @@ impl DownTrack {
         subscriber: ParticipantId,
         codec: RTCRtpCodecCapability,
         transport_ready: Arc<AtomicBool>,
+        stats: &MediaStats,
     ) -> Self {
         let format = PayloadFormat::from_mime(&codec.mime_type);
         Self {
@@ -78,6 +82,7 @@ impl DownTrack {
             codec,
             binding: ArcSwapOption::empty(),
             transport_ready,
+            _alive: TaskGuard::new(&stats.subscriptions),
         }
     }
 

@@ -18,6 +18,8 @@ pub struct MediaStats {
     pub forwarding_tasks: Arc<AtomicI64>,
     /// Peer connections created and not yet closed.
     pub peer_connections: Arc<AtomicI64>,
+    /// Down tracks alive (one per subscriber per published track).
+    pub subscriptions: Arc<AtomicI64>,
 }
 
 impl MediaStats {

@@ -99,6 +99,7 @@ impl UpTrack {
         // Counted locally and published in batches: a shared counter bumped per packet
         // from every forwarding thread would bounce one cache line between cores.
         let mut tally = Tally::default();
+        let mut last_flush = now_us();
         let cancelled = loop {
             let pkt = tokio::select! {
                 biased;
@@ -128,8 +129,10 @@ impl UpTrack {
                     Sent::Failed => tally.dropped += 1,
                 }
             }
-            if tally.packets_in >= 32 {
+            // Published at most 100 ms late, and at least every 32 packets.
+            if tally.packets_in >= 32 || now.saturating_sub(last_flush) > 100_000 {
                 tally.flush(&self.stats);
+                last_flush = now;
             }
         };
         tally.flush(&self.stats);

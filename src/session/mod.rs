@@ -112,7 +112,7 @@ impl WsSession {
 
     /// Tells the client what went wrong; a fatal error also closes the connection.
     fn fail(&self, ctx: &mut ws::WebsocketContext<Self>, err: ProtocolError) {
-        self.app.registry.count_error(err.code());
+        self.app.metrics.count_error(err.code());
         debug!(code = err.code(), %err, "protocol error");
         self.send(ctx, &ServerMessage::error(&err));
         if err.is_fatal() {
@@ -191,6 +191,7 @@ impl WsSession {
                 )));
             }
         }
+        let started = Instant::now();
         if let Some(identity) = &grant.identity {
             info!(%identity, publish = grant.publish, subscribe = grant.subscribe, "token accepted");
         }
@@ -222,6 +223,7 @@ impl WsSession {
                 .into_actor(self)
                 .map(move |result, act, ctx| match result {
                     Ok((room_id, room, accepted, publisher, subscriber)) => {
+                        act.app.metrics.observe_join(started.elapsed());
                         act.signalling.join_done(Ok(&grant));
                         act.publisher = Some(Arc::new(publisher));
                         act.subscriber = Some(Arc::new(subscriber));
@@ -340,6 +342,7 @@ impl WsSession {
             self.id.clone(),
             up.codec.clone(),
             peer.transport_ready(),
+            &self.app.media.stats,
         ));
         let track_id = up.id.clone();
         self.subscriptions.insert(
@@ -636,7 +639,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
         let msg = match item {
             Ok(msg) => msg,
             Err(ws::ProtocolError::Overflow) => {
-                self.app.registry.count_error("frame_too_large");
+                self.app.metrics.count_error("frame_too_large");
                 ctx.close(Some(ws::CloseReason {
                     code: ws::CloseCode::Size,
                     description: Some(format!(

@@ -1,0 +1,210 @@
+//! Counters that are not "what is alive" (that is the registry): errors by code and the
+//! join latency histogram, plus the Prometheus text rendering of everything.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+
+use crate::registry::Counts;
+use crate::rtc::MediaStats;
+
+/// Upper bounds of the join latency buckets, in seconds (Prometheus `le`).
+const JOIN_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// `error` frames sent to clients (and frame-size closes), by code.
+    errors_by_code: DashMap<&'static str, AtomicU64>,
+    /// Time from a `join` to `joined` (peer connections created, room entered).
+    join_buckets: [AtomicU64; JOIN_BUCKETS.len()],
+    join_count: AtomicU64,
+    join_sum_us: AtomicU64,
+}
+
+impl Metrics {
+    pub fn count_error(&self, code: &'static str) {
+        self.errors_by_code
+            .entry(code)
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn errors_by_code(&self) -> Vec<(&'static str, u64)> {
+        let mut v: Vec<_> = self
+            .errors_by_code
+            .iter()
+            .map(|e| (*e.key(), e.value().load(Ordering::Relaxed)))
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn observe_join(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        for (bound, bucket) in JOIN_BUCKETS.iter().zip(&self.join_buckets) {
+            if secs <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.join_count.fetch_add(1, Ordering::Relaxed);
+        self.join_sum_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition of the server's state.
+    pub fn render(&self, counts: Counts, media: &MediaStats) -> String {
+        let mut out = String::new();
+        let mut one = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        let gauge = |g: &std::sync::atomic::AtomicI64| MediaStats::gauge(g).to_string();
+        let counter = |c: &AtomicU64| MediaStats::get(c).to_string();
+        one(
+            "plaza_rooms",
+            "gauge",
+            "Rooms open.",
+            counts.rooms.to_string(),
+        );
+        one(
+            "plaza_participants",
+            "gauge",
+            "Participants in rooms.",
+            counts.participants.to_string(),
+        );
+        one(
+            "plaza_connections",
+            "gauge",
+            "WebSocket connections.",
+            counts.connections.to_string(),
+        );
+        one(
+            "plaza_published_tracks",
+            "gauge",
+            "Published tracks being forwarded.",
+            gauge(&media.forwarding_tasks),
+        );
+        one(
+            "plaza_subscriptions",
+            "gauge",
+            "Down tracks: one per subscriber per published track.",
+            gauge(&media.subscriptions),
+        );
+        one(
+            "plaza_peer_connections",
+            "gauge",
+            "Peer connections open.",
+            gauge(&media.peer_connections),
+        );
+        one(
+            "plaza_packets_received_total",
+            "counter",
+            "RTP packets received from publishers.",
+            counter(&media.packets_received),
+        );
+        one(
+            "plaza_bytes_received_total",
+            "counter",
+            "RTP payload bytes received from publishers.",
+            counter(&media.bytes_received),
+        );
+        one(
+            "plaza_packets_forwarded_total",
+            "counter",
+            "RTP packets sent to subscribers.",
+            counter(&media.packets_forwarded),
+        );
+        one(
+            "plaza_bytes_forwarded_total",
+            "counter",
+            "Bytes sent to subscribers (SRTP).",
+            counter(&media.bytes_forwarded),
+        );
+        one(
+            "plaza_packets_dropped_total",
+            "counter",
+            "Packets that could not be sent to a subscriber.",
+            counter(&media.packets_dropped),
+        );
+        one(
+            "plaza_plis_sent_total",
+            "counter",
+            "Keyframe requests sent to publishers.",
+            counter(&media.plis_sent),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP plaza_errors_total Errors reported to clients, by code.\n# TYPE plaza_errors_total counter"
+        );
+        for (code, n) in self.errors_by_code() {
+            let _ = writeln!(out, "plaza_errors_total{{code=\"{code}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP plaza_join_seconds Time from join to joined.\n# TYPE plaza_join_seconds histogram"
+        );
+        for (bound, bucket) in JOIN_BUCKETS.iter().zip(&self.join_buckets) {
+            let _ = writeln!(
+                out,
+                "plaza_join_seconds_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.join_count.load(Ordering::Relaxed);
+        let sum = self.join_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "plaza_join_seconds_bucket{{le=\"+Inf\"}} {count}\nplaza_join_seconds_sum {sum}\nplaza_join_seconds_count {count}"
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative() {
+        let m = Metrics::default();
+        m.observe_join(Duration::from_millis(7));
+        m.observe_join(Duration::from_millis(300));
+        m.observe_join(Duration::from_secs(9));
+        let text = m.render(
+            Counts {
+                connections: 0,
+                participants: 0,
+                rooms: 0,
+            },
+            &MediaStats::default(),
+        );
+        assert!(text.contains("plaza_join_seconds_bucket{le=\"0.005\"} 0"));
+        assert!(text.contains("plaza_join_seconds_bucket{le=\"0.01\"} 1"));
+        assert!(text.contains("plaza_join_seconds_bucket{le=\"0.5\"} 2"));
+        assert!(text.contains("plaza_join_seconds_bucket{le=\"5\"} 2"));
+        assert!(text.contains("plaza_join_seconds_bucket{le=\"+Inf\"} 3"));
+        assert!(text.contains("plaza_join_seconds_count 3"));
+    }
+
+    #[test]
+    fn errors_by_code() {
+        let m = Metrics::default();
+        m.count_error("bad_json");
+        m.count_error("bad_json");
+        m.count_error("room_full");
+        let text = m.render(
+            Counts {
+                connections: 0,
+                participants: 0,
+                rooms: 0,
+            },
+            &MediaStats::default(),
+        );
+        assert!(text.contains("plaza_errors_total{code=\"bad_json\"} 2"));
+        assert!(text.contains("plaza_errors_total{code=\"room_full\"} 1"));
+    }
+}
