@@ -522,6 +522,14 @@ impl Config {
         if !self.turn.secret.is_empty() && self.turn.urls.is_empty() {
             return bad("turn.urls", "turn.secret is set but no TURN URL is".into());
         }
+        if self.turn.secret.is_empty() && !self.turn.urls.is_empty() {
+            return bad(
+                "turn.secret",
+                "turn.urls is set but turn.secret is empty, so no TURN credentials would be \
+                 minted (for static credentials, list the server in ice_servers instead)"
+                    .into(),
+            );
+        }
         for url in &self.turn.urls {
             check_ice_url(url).or_else(|why| bad("turn.urls", why))?;
             if !(url.starts_with("turn:") || url.starts_with("turns:")) {
@@ -592,13 +600,17 @@ fn parse_ice_servers(json: &str) -> std::result::Result<Vec<IceServer>, String> 
 
 fn check_ice_url(url: &str) -> std::result::Result<(), String> {
     const SCHEMES: [&str; 4] = ["stun:", "stuns:", "turn:", "turns:"];
-    if SCHEMES.iter().any(|s| url.starts_with(s)) && url.len() > 6 {
-        Ok(())
-    } else {
-        Err(format!(
+    let Some(rest) = SCHEMES.iter().find_map(|s| url.strip_prefix(s)) else {
+        return Err(format!(
             "{url:?} must start with stun:, stuns:, turn: or turns:"
-        ))
+        ));
+    };
+    // host[:port][?transport=udp|tcp]; browsers reject a URL without a host.
+    let host = rest.split(['?', ':']).next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(format!("{url:?} has no host"));
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -744,5 +756,7 @@ mod tests {
         assert!(err("[limits]\nmax_rooms = 0").contains("limits.max_rooms"));
         assert!(err("lisen = \"x\"").contains("lisen"));
         assert!(err("[turn]\nsecret = \"s\"").contains("turn.urls"));
+        assert!(err("[turn]\nurls = [\"turn:t.example:3478\"]").contains("turn.secret"));
+        assert!(err("[[ice_servers]]\nurls = [\"turn::3478\"]").contains("no host"));
     }
 }

@@ -184,11 +184,21 @@ impl WsSession {
     ) -> Result<(), ProtocolError> {
         if let Some(ip) = self.peer_addr.map(|a| a.ip()) {
             if !self.app.join_limiter.allow(ip, Instant::now()) {
-                self.signalling.join_done(Err(()));
-                return Err(ProtocolError::RateLimited(format!(
-                    "more than {} joins per minute from this address",
-                    self.app.config.limits.joins_per_ip_per_minute
-                )));
+                // Told, then closed: a client that reconnects with backoff (as the web
+                // client does) then comes back later instead of re-sending join at once.
+                self.fail(
+                    ctx,
+                    ProtocolError::RateLimited(format!(
+                        "more than {} joins per minute from this address; try again later",
+                        self.app.config.limits.joins_per_ip_per_minute
+                    )),
+                );
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Policy,
+                    description: Some("rate_limited".into()),
+                }));
+                ctx.stop();
+                return Ok(());
             }
         }
         let started = Instant::now();
