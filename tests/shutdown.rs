@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use plaza::client::{Event, Participant, ParticipantOptions};
+use plaza::client::{Participant, ParticipantOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_tells_every_client_and_exits_cleanly_within_the_timeout() {
@@ -61,15 +61,7 @@ async fn sigterm_tells_every_client_and_exits_cleanly_within_the_timeout() {
 
     for p in [&ann, &bob] {
         p.wait_error("server_shutdown", WAIT).await.unwrap();
-        let code = p
-            .wait_for("close", WAIT, |ev| {
-                ev.iter().find_map(|e| match e {
-                    Event::Closed(c) => Some(*c),
-                    _ => None,
-                })
-            })
-            .await
-            .unwrap();
+        let code = p.wait_closed(WAIT).await.unwrap();
         assert_eq!(code, Some(1001), "close code 1001 (going away)");
     }
     let exit = loop {

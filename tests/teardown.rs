@@ -124,15 +124,7 @@ async fn failed_peer_connection_ends_the_session() {
     bob.close_media().await;
     let msg = bob.wait_error("peer_failed", WAIT).await.unwrap();
     assert!(msg.contains("failed"), "{msg}");
-    let code = bob
-        .wait_for("close", WAIT, |ev| {
-            ev.iter().find_map(|e| match e {
-                Event::Closed(c) => Some(*c),
-                _ => None,
-            })
-        })
-        .await
-        .unwrap();
+    let code = bob.wait_closed(WAIT).await.unwrap();
     assert_eq!(code, Some(1008));
     ann.wait_for("Bob's departure", WAIT, |ev| {
         left(ev, &bob.id).then_some(())

@@ -574,11 +574,16 @@ impl Participant {
     /// Leaves cleanly and waits for the server to close the socket.
     pub async fn leave(self) -> ClientResult<()> {
         self.shared.send(&ClientMessage::Leave {});
-        self.wait_for("close after leave", Duration::from_secs(5), |events| {
-            events
-                .iter()
-                .any(|e| matches!(e, Event::Closed(_)))
-                .then_some(())
+        self.wait_closed(Duration::from_secs(5)).await.map(|_| ())
+    }
+
+    /// Waits until the WebSocket is closed; returns the close code, if there was one.
+    pub async fn wait_closed(&self, within: Duration) -> ClientResult<Option<u16>> {
+        self.wait_for("the socket to close", within, |events| {
+            events.iter().find_map(|e| match e {
+                Event::Closed(code) => Some(*code),
+                _ => None,
+            })
         })
         .await
     }
