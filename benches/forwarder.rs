@@ -19,7 +19,7 @@ use std::hint::black_box;
 use std::sync::Mutex;
 
 use bytes::{Bytes, BytesMut};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use plaza::client::media;
 use plaza::rtc::codec::PayloadFormat;
 use plaza::rtc::forwarder::{Forwarder, Verdict};
@@ -53,7 +53,7 @@ fn packets() -> Vec<Packet> {
 /// Advances a packet to the next sequence number (and frame, every 6 packets).
 fn next(p: &mut Packet, n: u64) {
     p.header.sequence_number = p.header.sequence_number.wrapping_add(1);
-    if n % 6 == 0 {
+    if n.is_multiple_of(6) {
         p.header.timestamp = p.header.timestamp.wrapping_add(3000);
     }
 }
@@ -86,6 +86,8 @@ fn subscribers(n: usize, srtp: bool) -> Vec<Sub> {
 }
 
 /// The body of `DownTrack::write` up to the webrtc-rs writer, then marshal (+ SRTP).
+/// Not inlined, so callgrind can count its instructions alone (see `main`).
+#[inline(never)]
 fn offer(subs: &mut [Sub], pkt: &Packet, keyframe: bool, now_us: u64) -> usize {
     let mut bytes = 0;
     for s in subs.iter_mut() {
@@ -119,6 +121,14 @@ fn offer(subs: &mut [Sub], pkt: &Packet, keyframe: bool, now_us: u64) -> usize {
     bytes
 }
 
+/// One subscriber's decision and header rewrite (not inlined, for callgrind).
+#[inline(never)]
+fn decide(f: &mut Forwarder, h: &Header, now_us: u64, out: &mut Header) {
+    if let Verdict::Forward(r) = f.forward(h, false, now_us) {
+        r.apply(out, 0xdead_beef, 96);
+    }
+}
+
 fn forwarder(c: &mut Criterion) {
     let mut g = c.benchmark_group("forwarder");
     g.throughput(Throughput::Elements(1));
@@ -131,9 +141,7 @@ fn forwarder(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             next(&mut p, n);
-            if let Verdict::Forward(r) = f.forward(black_box(&p.header), false, n) {
-                r.apply(&mut out, 0xdead_beef, 96);
-            }
+            decide(&mut f, black_box(&p.header), n, &mut out);
             black_box(&out);
         });
     });
@@ -167,6 +175,36 @@ fn fanout_srtp(c: &mut Criterion) {
     fanout(c, "fanout_srtp", true);
 }
 
+/// `FORWARDER_COUNT=<bench>/<subscribers>:<packets>` (e.g. `fanout_srtp/10:20000`):
+/// instead of timing, push that many packets through one configuration and exit, for
+/// `valgrind --tool=callgrind --toggle-collect='*forwarder::offer*'` (or `decide`),
+/// whose instruction total / (packets × subscribers) is a per-packet cost that does
+/// not depend on what else the machine is doing.
+fn count_only(spec: &str) -> Option<()> {
+    let (id, count) = spec.split_once(':')?;
+    let (name, n) = id.split_once('/')?;
+    let (n, count): (usize, u64) = (n.parse().ok()?, count.parse().ok()?);
+    let mut p = packets().remove(0);
+    if name == "forwarder" {
+        let mut f = Forwarder::new(PayloadFormat::Vp8, 90_000);
+        let _ = f.forward(&p.header, true, 0);
+        let mut out = p.header.clone();
+        for i in 1..=count {
+            next(&mut p, i);
+            decide(&mut f, black_box(&p.header), i, &mut out);
+        }
+        black_box(&out);
+        return Some(());
+    }
+    let mut subs = subscribers(n, name == "fanout_srtp");
+    offer(&mut subs, &p, true, 0);
+    for i in 1..=count {
+        next(&mut p, i);
+        black_box(offer(&mut subs, black_box(&p), false, i));
+    }
+    Some(())
+}
+
 criterion_group! {
     name = benches;
     // No HTML plots: numbers on stdout are the result, and criterion's plotting
@@ -174,4 +212,14 @@ criterion_group! {
     config = Criterion::default().without_plots();
     targets = forwarder, fanout_plain, fanout_srtp
 }
-criterion_main!(benches);
+fn main() {
+    if let Ok(spec) = std::env::var("FORWARDER_COUNT") {
+        if count_only(&spec).is_none() {
+            eprintln!("FORWARDER_COUNT must look like fanout/10:20000");
+            std::process::exit(2);
+        }
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

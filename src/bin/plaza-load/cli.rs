@@ -199,4 +199,10 @@ pub struct ReportArgs {
     /// The command that produced the runs, quoted on the page.
     #[arg(long, default_value = "")]
     pub command: String,
+    /// Criterion's output directory (target/criterion): adds the micro-benchmarks.
+    #[arg(long)]
+    pub criterion: Option<PathBuf>,
+    /// A text file with instruction counts (callgrind) to quote under the micro-benchmarks.
+    #[arg(long)]
+    pub callgrind: Option<PathBuf>,
 }

@@ -83,6 +83,14 @@ fn generate(out: &mut String, runs: &[Summary], args: &ReportArgs) -> Result<()>
         section(out, &label, &group)?;
     }
     goals(out, runs)?;
+    if let Some(dir) = &args.criterion {
+        micro(out, dir)?;
+    }
+    if let Some(file) = &args.callgrind {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            writeln!(out, "Instruction counts (valgrind --tool=callgrind, repeatable on a noisy machine):\n\n```\n{}\n```\n", text.trim())?;
+        }
+    }
     if let Some(plot) = &args.plot {
         let ramps: Vec<(String, Vec<StepResult>)> = runs
             .iter()
@@ -249,4 +257,58 @@ fn yes(v: Option<bool>) -> &'static str {
         Some(false) => "**no**",
         None => "n/a",
     }
+}
+
+/// The criterion results: ns per forwarded packet (mean time / packets per iteration).
+fn micro(out: &mut String, dir: &std::path::Path) -> Result<()> {
+    let mut rows = Vec::new();
+    for group in ["forwarder", "fanout", "fanout_srtp"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(group)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let base = e.path();
+            let (Ok(meta), Ok(est)) = (
+                std::fs::read_to_string(base.join("new/benchmark.json")),
+                std::fs::read_to_string(base.join("new/estimates.json")),
+            ) else {
+                continue;
+            };
+            let meta: serde_json::Value = serde_json::from_str(&meta)?;
+            let est: serde_json::Value = serde_json::from_str(&est)?;
+            let n = meta["throughput"]["Elements"]
+                .as_f64()
+                .unwrap_or(1.0)
+                .max(1.0);
+            let Some(mean) = est["mean"]["point_estimate"].as_f64() else {
+                continue;
+            };
+            let id = meta["full_id"].as_str().unwrap_or("?").to_string();
+            rows.push((group, n as u64, id, mean, mean / n));
+        }
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    writeln!(
+        out,
+        "### Micro-benchmarks (`cargo bench --bench forwarder`, no network)\n"
+    )?;
+    writeln!(out, "| benchmark | subscribers | time per iteration | ns per forwarded packet | packets/s on one core |")?;
+    writeln!(out, "|---|---|---|---|---|")?;
+    for (_, n, id, mean, per) in rows {
+        writeln!(
+            out,
+            "| `{id}` | {n} | {} | {per:.1} | {:.1} M |",
+            if mean >= 1000.0 {
+                format!("{:.2} µs", mean / 1000.0)
+            } else {
+                format!("{mean:.1} ns")
+            },
+            1e3 / per
+        )?;
+    }
+    writeln!(out)?;
+    Ok(())
 }

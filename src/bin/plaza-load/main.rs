@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PLAZA_LOAD_LOG")
-                .unwrap_or_else(|_| "warn,webrtc=error,webrtc_ice=error,webrtc_srtp=error".into()),
+                .unwrap_or_else(|_| "warn,webrtc=error,webrtc_ice=error,webrtc_srtp=error,webrtc_dtls=error,dtls=error".into()),
         )
         .with_writer(std::io::stderr)
         .try_init();

@@ -104,6 +104,9 @@ impl Meter {
         let per_pkt = |cpu: f64| (t.packets > 0).then(|| cpu * 1e6 / t.packets as f64);
         let cpu_us = per_pkt(cpu);
         let identified = t.expected;
+        // Loss and latency only mean something when (nearly) every packet received can
+        // be traced to its send; a re-encoding relay's packets cannot.
+        let traced = identified > 0 && t.unidentified * 100 <= t.packets;
         Ok(StepResult {
             participants,
             publishers,
@@ -124,10 +127,10 @@ impl Meter {
                 / 1024.0
                 / participants.max(1) as f64,
             server_threads: server.threads,
-            loss_pct: (identified > 0).then(|| t.lost as f64 * 100.0 / identified as f64),
+            loss_pct: traced.then(|| t.lost as f64 * 100.0 / identified as f64),
             duplicates: t.duplicates,
             unidentified: t.unidentified,
-            latency_ms: (!t.latency_us.is_empty()).then(|| Percentiles {
+            latency_ms: traced.then(|| Percentiles {
                 p50: t.latency_us.value_at_quantile(0.50) as f64 / 1000.0,
                 p95: t.latency_us.value_at_quantile(0.95) as f64 / 1000.0,
                 p99: t.latency_us.value_at_quantile(0.99) as f64 / 1000.0,

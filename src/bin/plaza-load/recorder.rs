@@ -246,17 +246,20 @@ impl Recorder {
         if !self.measuring.load(Ordering::Relaxed) {
             return;
         }
+        let now_us = unix_us();
         let id = match self.identify {
             Identify::Stamp => {
                 let header_len = match p.kind {
                     MediaKind::Video => media::vp8_header_len(p.payload),
                     MediaKind::Audio => media::OPUS_HEADER_LEN,
                 };
-                read_stamp(p.payload, header_len).map(|s| (s.source, s.seq, s.sent_at_us))
+                read_stamp(p.payload, header_len)
+                    // A stamp from the future or older than a minute is not ours.
+                    .filter(|s| s.sent_at_us <= now_us && now_us - s.sent_at_us < MAX_LATENCY_US)
+                    .map(|s| (s.source, s.seq, s.sent_at_us))
             }
             Identify::Ledger => self.ledger.lookup(p.publisher, p.kind, p.payload),
         };
-        let now_us = unix_us();
         let mut w = lock(&part.window);
         w.packets += 1;
         w.bytes += p.payload.len() as u64;
