@@ -69,7 +69,7 @@ fn generate(out: &mut String, runs: &[Summary], args: &ReportArgs) -> Result<()>
     writeln!(out, "How to read the columns:\n")?;
     writeln!(out, "- *CPU µs/pkt*: the server process's user+system CPU time (from `/proc/PID/stat`) in the measurement window, divided by the media packets the participants **received** in that window. The received count is the common measure for all servers; for Plaza the server's own count (`plaza_packets_forwarded_total`) is given in the JSON and agrees within a fraction of a percent.")?;
     writeln!(out, "- *pkts/s per core*: 1e6 / (CPU µs/pkt), i.e. what one core would forward at this cost; the machine cannot show it directly because the load generator shares its two cores.")?;
-    writeln!(out, "- *latency*: receive time − send stamp, both on this machine's clock, for every packet in the window; *join p95*: WebSocket open → first media packet; *first video p95*: → first video packet (for Plaza that packet starts a keyframe).")?;
+    writeln!(out, "- *latency*: receive time − send stamp, both on this machine's clock, for every packet in the window; *join p95*: WebSocket open → first media packet; *first frame p95*: → first packet of a video keyframe, the first picture a decoder can show (Plaza sends nothing before it; Janus may forward delta frames first).")?;
     writeln!(out, "- *KiB/participant*: (server RSS at the end of the window − RSS before anyone joined) / participants.")?;
     writeln!(out, "- *ratio*: Plaza ÷ baseline from the same run (for CPU, latency, join, memory: below 1 means Plaza is better; for pkts/s per core: above 1).\n")?;
 
@@ -119,7 +119,7 @@ fn section(out: &mut String, label: &str, group: &[&Summary]) -> Result<()> {
     let s0 = group[0];
     writeln!(out, "### {label}\n")?;
     writeln!(out, "{}; media: {}.\n", s0.scenario, s0.media)?;
-    writeln!(out, "| server | participants | server CPU % | CPU µs/pkt | pkts/s received | pkts/s per core | Mbit/s | loss % | latency p50 / p99 ms | join p95 ms | first video p95 ms | KiB/participant | failed joins | load-gen CPU % |")?;
+    writeln!(out, "| server | participants | server CPU % | CPU µs/pkt | pkts/s received | pkts/s per core | Mbit/s | loss % | latency p50 / p99 ms | join p95 ms | first frame p95 ms | KiB/participant | failed joins | load-gen CPU % |")?;
     writeln!(
         out,
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
@@ -158,8 +158,13 @@ fn section(out: &mut String, label: &str, group: &[&Summary]) -> Result<()> {
                 };
                 writeln!(
                     out,
-                    "| **Plaza ÷ {}** | | {} | **{}** | {} | **{}** | {} | | {} | {} | {} | {} | | |",
+                    "| **Plaza ÷ {}**{} | | {} | **{}** | {} | **{}** | {} | | {} | {} | {} | {} | | |",
                     b.target,
+                    if p.steps.len() > 1 {
+                        format!(" (at {} participants)", pr.participants)
+                    } else {
+                        String::new()
+                    },
                     ratio(Some(pr.server_cpu_pct), Some(br.server_cpu_pct)),
                     ratio(pr.cpu_us_per_pkt, br.cpu_us_per_pkt),
                     ratio(Some(pr.received_pps), Some(br.received_pps)),

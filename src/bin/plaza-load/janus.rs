@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use plaza::client::source::{send_audio, send_video};
-use plaza::client::{build_client_api, OnPacket, OnSent, ReceivedPacket};
+use plaza::client::{OnPacket, OnSent, ReceivedPacket};
 use plaza::protocol::MediaKind;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -172,10 +172,11 @@ pub async fn join(spec: JoinSpec<'_>) -> Result<JanusMember> {
     }));
     let pub_handle = attach(&conn, session).await?;
     let joined = join_room(&conn, session, pub_handle, spec.room, spec.name).await?;
+    let t0 = Instant::now();
     let my_feed = joined["id"].as_u64();
     let initial: Vec<u64> = feeds_of(&joined["publishers"]);
 
-    let api = build_client_api(spec.ice_ips)?;
+    let api = janus_api(spec.ice_ips)?;
     let config = RTCConfiguration::default();
     let mut pcs = Vec::new();
     if spec.media.audio || spec.media.video.is_some() {
@@ -242,12 +243,21 @@ pub async fn join(spec: JoinSpec<'_>) -> Result<JanusMember> {
             json!({"janus": "trickle", "session_id": session, "handle_id": pub_handle,
                          "candidate": {"completed": true}}),
         );
+        tracing::debug!("{}: publish answered after {:?}", spec.name, t0.elapsed());
     }
 
     // The subscriber side runs on its own: it subscribes to feeds as they appear and
     // answers every offer Janus makes on the subscriber handle.
     let sub_pc = Arc::new(api.new_peer_connection(config).await?);
     pcs.push(Arc::clone(&sub_pc));
+    let name = spec.name.to_string();
+    sub_pc.on_peer_connection_state_change(Box::new(move |st| {
+        tracing::debug!(
+            "{name}: subscriber connection {st} after {:?}",
+            t0.elapsed()
+        );
+        Box::pin(async {})
+    }));
     let hook = spec.on_packet.clone();
     sub_pc.on_track(Box::new(move |track, _, _| {
         tokio::spawn(receive(track, hook.clone()));
@@ -363,8 +373,38 @@ impl Subscriber {
         self.conn
             .tell(json!({"janus": "trickle", "session_id": self.session,
                               "handle_id": handle, "candidate": {"completed": true}}));
+        tracing::debug!("subscriber answer sent (handle {handle})");
         Ok(())
     }
+}
+
+/// The Plaza client's WebRTC setup (codecs, interceptors, loopback candidates), except
+/// that as the answerer (Janus offers the subscriber connection) we take the DTLS
+/// server role. As DTLS client, webrtc-rs sent its ClientHello as soon as its own ICE
+/// side was up; about one join in three, Janus was not ready yet, dropped it, and the
+/// connection waited for webrtc-rs's 1 s retransmission: a client artifact that would
+/// have been counted as Janus' join time.
+fn janus_api(ice_ips: &[IpAddr]) -> Result<webrtc::api::API> {
+    use webrtc::api::interceptor_registry::register_default_interceptors;
+    use webrtc::api::media_engine::MediaEngine;
+    use webrtc::api::setting_engine::SettingEngine;
+    use webrtc::dtls_transport::dtls_role::DTLSRole;
+    use webrtc::interceptor::registry::Registry;
+
+    let mut media = MediaEngine::default();
+    plaza::rtc::codec::register_codecs(&mut media)?;
+    let registry = register_default_interceptors(Registry::new(), &mut media)?;
+    let mut s = SettingEngine::default();
+    plaza::rtc::tune_ice(&mut s);
+    let allowed = ice_ips.to_vec();
+    s.set_ip_filter(Box::new(move |ip| allowed.contains(&ip)));
+    s.set_include_loopback_candidate(ice_ips.iter().any(IpAddr::is_loopback));
+    s.set_answering_dtls_role(DTLSRole::Server)?;
+    Ok(webrtc::api::APIBuilder::new()
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(s)
+        .build())
 }
 
 async fn attach(conn: &Conn, session: u64) -> Result<u64> {

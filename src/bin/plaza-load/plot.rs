@@ -58,11 +58,18 @@ pub fn ramp(path: &Path, series: &[(String, Vec<StepResult>)]) -> Result<()> {
         series,
         "Server CPU per forwarded packet (µs)",
         max_x,
+        false,
         |r| r.cpu_us_per_pkt,
     )?;
-    panel(&bottom, series, "Relay latency p99 (ms)", max_x, |r| {
-        r.latency_ms.map(|l| l.p99)
-    })?;
+    // Latency spans sub-millisecond to seconds once a server is overloaded: log scale.
+    panel(
+        &bottom,
+        series,
+        "Relay latency p99 (ms, log scale)",
+        max_x,
+        true,
+        |r| r.latency_ms.map(|l| l.p99),
+    )?;
     root.present()
         .map_err(|e| anyhow!("{e}"))
         .with_context(|| format!("writing {}", path.display()))
@@ -73,25 +80,41 @@ fn panel(
     series: &[(String, Vec<StepResult>)],
     title: &str,
     max_x: f64,
-    y: impl Fn(&StepResult) -> Option<f64>,
+    log: bool,
+    value: impl Fn(&StepResult) -> Option<f64>,
 ) -> Result<()> {
-    let max_y = series
+    // On a log panel values are drawn as log10 and the labels turned back.
+    let y = |r: &StepResult| value(r).map(|v| if log { v.max(1e-3).log10() } else { v });
+    let values: Vec<f64> = series
         .iter()
-        .flat_map(|(_, s)| s.iter().filter_map(&y))
-        .fold(0.0f64, f64::max)
-        .max(1e-3)
-        * 1.15;
+        .flat_map(|(_, s)| s.iter().filter_map(y))
+        .collect();
+    let hi = values.iter().copied().fold(0.0f64, f64::max);
+    let lo = values.iter().copied().fold(0.0f64, f64::min);
+    let (min_y, max_y) = if log {
+        (lo.floor() - 0.1, hi.ceil() + 0.1)
+    } else {
+        (0.0, hi.max(1e-3) * 1.15)
+    };
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(56)
-        .build_cartesian_2d(0.0..max_x * 1.05, 0.0..max_y)
+        .build_cartesian_2d(0.0..max_x * 1.05, min_y..max_y)
         .map_err(|e| anyhow!("{e}"))?;
     chart
         .configure_mesh()
         .x_desc("participants")
         .label_style(("sans-serif", 14))
+        .y_label_formatter(&|v| {
+            let x = if log { 10f64.powf(*v) } else { *v };
+            if x < 1.0 {
+                format!("{x:.2}")
+            } else {
+                format!("{x:.0}")
+            }
+        })
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
     for (i, (name, steps)) in series.iter().enumerate() {

@@ -18,6 +18,7 @@ use plaza::client::media::{self, payload_hash, read_stamp, unix_us};
 use plaza::client::source::SentPacket;
 use plaza::client::ReceivedPacket;
 use plaza::protocol::MediaKind;
+use plaza::rtc::codec::PayloadFormat;
 
 /// Latency samples above this (µs) are clamped: a minute means "lost in a queue".
 const MAX_LATENCY_US: u64 = 60_000_000;
@@ -154,7 +155,7 @@ pub struct Part {
     /// the time to first packet a join time.
     pub expects_media: bool,
     pub first_media: OnceLock<Instant>,
-    pub first_video: OnceLock<Instant>,
+    pub first_frame: OnceLock<Instant>,
     pub failed: AtomicBool,
     window: Mutex<Window>,
 }
@@ -165,7 +166,7 @@ impl Part {
     }
 
     pub fn first_frame_ms(&self) -> Option<f64> {
-        ms_since(self.started, self.first_video.get())
+        ms_since(self.started, self.first_frame.get())
     }
 }
 
@@ -216,7 +217,7 @@ impl Recorder {
             started: Instant::now(),
             expects_media,
             first_media: OnceLock::new(),
-            first_video: OnceLock::new(),
+            first_frame: OnceLock::new(),
             failed: AtomicBool::new(false),
             window: Mutex::new(Window::new()),
         });
@@ -240,8 +241,11 @@ impl Recorder {
 
     fn record(&self, part: &Part, p: &ReceivedPacket<'_>) {
         part.first_media.get_or_init(|| p.at);
-        if p.kind == MediaKind::Video {
-            part.first_video.get_or_init(|| p.at);
+        // The first frame a decoder can show starts at a keyframe. Plaza sends nothing
+        // before one; a server that forwards from any packet (Janus) may deliver
+        // undecodable delta frames first, which do not count.
+        if p.kind == MediaKind::Video && PayloadFormat::Vp8.is_keyframe_start(p.payload) {
+            part.first_frame.get_or_init(|| p.at);
         }
         if !self.measuring.load(Ordering::Relaxed) {
             return;

@@ -22,8 +22,8 @@ pub struct Summary {
     /// WebSocket open → first media packet, for participants joining a room where
     /// someone already published.
     pub join_ms: Option<Percentiles>,
-    /// WebSocket open → first video packet (a Plaza subscriber's first video packet
-    /// starts a keyframe: the first decodable frame).
+    /// WebSocket open → first packet of a video keyframe (the first frame a decoder
+    /// can show).
     pub first_frame_ms: Option<Percentiles>,
     pub join_samples: usize,
     pub idle_rss_mib: f64,
@@ -91,7 +91,7 @@ pub fn print(s: &Summary) {
         s.label, s.target, s.scenario, s.media
     );
     println!(
-        "joins: {} participants, {} failed; join (open → first packet) ms p50/p95/p99 {}; first video ms {} ({} samples)",
+        "joins: {} participants, {} failed; join (open → first packet) ms p50/p95/p99 {}; first frame ms {} ({} samples)",
         s.participants,
         s.failed_joins,
         pct(s.join_ms),
