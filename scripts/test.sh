@@ -39,7 +39,8 @@ step "tests, inside a loopback-only network namespace"
 ns=(unshare -n)
 [ "$(id -u)" = 0 ] || ns=(unshare -rn)
 set +e
-"${ns[@]}" sh -c '
+"${ns[@]}" bash -c '
+  set -o pipefail   # a failing test run must not hide behind tee
   ip link set lo up || exit 1
   echo "interfaces in the namespace: $(ls /sys/class/net | tr "\n" " ")"
   cargo test --offline --all-targets 2>&1 | tee "$0/cargo-test.log"; rust=$?
@@ -50,8 +51,17 @@ status=$?
 set -e
 
 step "summary"
-awk '/^test result:/ { split($0, a, /[ ;.]+/); for (i=1;i<=length(a);i++) { if (a[i+1]=="passed") p+=a[i]; if (a[i+1]=="failed") f+=a[i]; if (a[i+1]=="ignored") ig+=a[i] } }
-     END { printf "rust tests: %d passed, %d failed, %d ignored\n", p, f, ig }' "$log/cargo-test.log"
-grep -E '^# (tests|pass|fail)' "$log/e2e.log" | tr '\n' ' ' | sed 's/^/browser tests: /'; echo
+python3 - "$log" <<'PY'
+import re, sys
+log = sys.argv[1]
+totals = {"passed": 0, "failed": 0, "ignored": 0}
+for line in open(f"{log}/cargo-test.log", errors="replace"):
+    if line.startswith("test result:"):
+        for n, what in re.findall(r"(\d+) (passed|failed|ignored)", line):
+            totals[what] += int(n)
+print("rust tests: {passed} passed, {failed} failed, {ignored} ignored".format(**totals))
+e2e = {k: v for k, v in re.findall(r"^# (tests|pass|fail) (\d+)", open(f"{log}/e2e.log", errors="replace").read(), re.M)}
+print("browser tests: {} run, {} passed, {} failed".format(e2e.get("tests", "?"), e2e.get("pass", "?"), e2e.get("fail", "?")))
+PY
 if [ "$status" = 0 ]; then echo "ALL TESTS PASSED"; else echo "SOME TESTS FAILED (logs in $log)"; fi
 exit "$status"
