@@ -86,7 +86,13 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         (Some(_), None) => bail!("--url needs --server-pid (the server's CPU is read from /proc)"),
         _ => {
             let argv = server_command(&args, port)?;
-            let log = args.log_dir.join(format!("{}-{port}.log", target.name()));
+            // One log per run: a bench runs the same target several times.
+            let stamp = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            let log = args
+                .log_dir
+                .join(format!("{}-{port}-{stamp}.log", target.name()));
             Server::spawn(&argv, addr, &log).await?
         }
     };
