@@ -129,6 +129,10 @@ pub struct LimitsConfig {
     pub joins_per_ip_per_minute: u32,
 }
 
+/// Plaza at info; webrtc-rs only at error, because it logs routine teardown (closed
+/// sockets, closed agents) as warnings. Lower it to `warn` when debugging ICE.
+pub const DEFAULT_LOG_FILTER: &str = "info,webrtc=error,webrtc_ice=error,webrtc_dtls=error,webrtc_sctp=error,webrtc_srtp=error,webrtc_mdns=error";
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
@@ -215,7 +219,7 @@ impl Default for LimitsConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
-            level: "info".into(),
+            level: DEFAULT_LOG_FILTER.into(),
             json: false,
         }
     }
@@ -365,7 +369,7 @@ pub struct ConfigArgs {
         hide_env_values = true
     )]
     pub admin_api_key: Option<String>,
-    /// Log filter, e.g. info or plaza=debug [default: info]
+    /// Log filter, e.g. info or plaza=debug [default: info, webrtc-rs at error]
     #[arg(long, env = "PLAZA_LOG", value_name = "FILTER")]
     pub log_level: Option<String>,
     /// Log one JSON object per line
