@@ -56,12 +56,12 @@ pub fn ramp(path: &Path, series: &[(String, Vec<StepResult>)]) -> Result<()> {
     panel(
         &top,
         series,
-        "Server CPU per forwarded packet (µs)",
+        "Server CPU per forwarded packet (µs, log scale)",
         max_x,
-        false,
+        true,
         |r| r.cpu_us_per_pkt,
     )?;
-    // Latency spans sub-millisecond to seconds once a server is overloaded: log scale.
+    // Both span orders of magnitude once a server is overloaded: log scales.
     panel(
         &bottom,
         series,
