@@ -19,7 +19,6 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use webrtc::api::interceptor_registry::register_default_interceptors;
 use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::APIBuilder;
@@ -27,7 +26,6 @@ use webrtc::data_channel::RTCDataChannel;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::ice_transport::ice_candidate_pair::RTCIceCandidatePair;
 use webrtc::ice_transport::ice_server::RTCIceServer;
-use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy;
@@ -660,7 +658,7 @@ fn json(m: &ClientMessage) -> String {
 pub fn build_client_api(ice_ips: &[IpAddr]) -> ClientResult<webrtc::api::API> {
     let mut media = MediaEngine::default();
     register_codecs(&mut media)?;
-    let registry = register_default_interceptors(Registry::new(), &mut media)?;
+    let registry = crate::rtc::interceptors(&mut media)?;
     let mut s = SettingEngine::default();
     crate::rtc::tune_ice(&mut s);
     if !ice_ips.is_empty() {

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::runtime::{Handle, Runtime};
-use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::interceptor_registry::{configure_rtcp_reports, configure_twcc_receiver_only};
 use webrtc::api::media_engine::MediaEngine;
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::{APIBuilder, API};
@@ -135,6 +135,26 @@ impl MediaPlane {
     }
 }
 
+/// Packets each sender keeps to answer NACKs: 512 (2^9) is about 3 s of 1.5 Mbit/s video,
+/// longer than any retransmission is still useful. webrtc-rs keeps 8192 by default,
+/// which pinned about 10 MB of payloads per published video track.
+const NACK_HISTORY_LOG2: u8 = 9;
+
+/// The interceptor chain every Plaza peer connection (and the headless client) uses:
+/// webrtc-rs's defaults (NACK generator and responder, RTCP reports, TWCC feedback to
+/// publishers), with a shorter NACK history.
+pub fn interceptors(media: &mut MediaEngine) -> webrtc::error::Result<Registry> {
+    use webrtc::interceptor::nack::{generator::Generator, responder::Responder};
+    // The codecs already list the `nack` and `nack pli` feedback (codec::register_codecs).
+    let mut registry = Registry::new();
+    registry.add(Box::new(
+        Responder::builder().with_log2_size(NACK_HISTORY_LOG2),
+    ));
+    registry.add(Box::new(Generator::builder()));
+    let registry = configure_rtcp_reports(registry);
+    configure_twcc_receiver_only(registry, media)
+}
+
 /// ICE settings every Plaza peer connection (and the headless client) uses.
 pub fn tune_ice(s: &mut SettingEngine) {
     // Browsers hide host addresses behind mDNS names when they have no media
@@ -156,7 +176,7 @@ pub fn tune_ice(s: &mut SettingEngine) {
 fn build_api(ice: &IceConfig, udp_mux: Option<Arc<UDPMuxDefault>>) -> Result<API> {
     let mut media = MediaEngine::default();
     codec::register_codecs(&mut media)?;
-    let registry = register_default_interceptors(Registry::new(), &mut media)?;
+    let registry = interceptors(&mut media)?;
 
     let mut s = SettingEngine::default();
     tune_ice(&mut s);
