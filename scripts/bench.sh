@@ -10,7 +10,8 @@
 # Setup (needs the network): Debian packages, the Janus and aiortc baselines, release
 # and bench builds. Then every run that does WebRTC happens inside a loopback-only
 # network namespace. Each server is a separate process started by plaza-load, which
-# reads its CPU and memory from /proc. Raw results: target/bench/<time>/*.json.
+# reads its CPU and memory from /proc. Raw results: target/bench/<time>/;
+# the summaries are also copied to docs/bench-results/<time>/ for the page.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -104,7 +105,12 @@ if [ "$micro" = 1 ] && [ -n "${bench_exe:-}" ]; then
 fi
 
 step "report"
+# The summaries are kept beside the page, so the numbers can be re-read or re-reported.
+keep="docs/bench-results/$(basename "$out")"
+mkdir -p "$keep"
+cp "$out"/*.json "$keep"/
+[ -f "$out/callgrind.txt" ] && cp "$out/callgrind.txt" "$keep"/
 target/release/plaza-load report --out docs/benchmarks.md --plot docs/benchmarks-ramp.png \
-  --command "scripts/bench.sh $*" "${args[@]}" "$out"/*.json
-echo "raw results: $out"
+  --command "scripts/bench.sh $*" "${args[@]}" "$keep"/*.json
+echo "raw results: $out (summaries kept in $keep)"
 exit "$runs_status"
