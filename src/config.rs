@@ -28,6 +28,7 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
     pub heartbeat: HeartbeatConfig,
+    pub media: MediaConfig,
     pub ice: IceConfig,
     /// STUN/TURN servers handed to clients in `joined`.
     pub ice_servers: Vec<IceServer>,
@@ -61,6 +62,25 @@ pub struct HeartbeatConfig {
     pub interval: Duration,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+}
+
+/// Forwarding policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// At most one keyframe request (PLI) per published track per this interval,
+    /// however many subscribers ask. Shorter: subscribers joining together see video
+    /// sooner; longer: publishers spend fewer bits on keyframes.
+    #[serde(with = "humantime_serde")]
+    pub keyframe_request_interval: Duration,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            keyframe_request_interval: crate::rtc::up_track::DEFAULT_KEYFRAME_REQUEST_INTERVAL,
+        }
+    }
 }
 
 /// Where the server's own ICE candidates come from, and how fast a dead connection is
@@ -151,6 +171,7 @@ impl Default for Config {
             media_threads: 0,
             shutdown_timeout: Duration::from_secs(5),
             heartbeat: HeartbeatConfig::default(),
+            media: MediaConfig::default(),
             ice: IceConfig::default(),
             ice_servers: Vec::new(),
             turn: TurnConfig::default(),
@@ -253,6 +274,9 @@ pub struct ConfigArgs {
     /// Drop a connection silent for this long [default: 15s]
     #[arg(long, env = "PLAZA_HEARTBEAT_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub heartbeat_timeout: Option<Duration>,
+    /// At most one keyframe request per published track per this interval [default: 1s]
+    #[arg(long, env = "PLAZA_KEYFRAME_REQUEST_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub keyframe_request_interval: Option<Duration>,
     /// Gather ICE candidates only on these IPs (repeat or comma-separate)
     #[arg(
         long = "ice-ip",
@@ -411,6 +435,10 @@ impl Config {
         set(&mut self.shutdown_timeout, &a.shutdown_timeout);
         set(&mut self.heartbeat.interval, &a.heartbeat_interval);
         set(&mut self.heartbeat.timeout, &a.heartbeat_timeout);
+        set(
+            &mut self.media.keyframe_request_interval,
+            &a.keyframe_request_interval,
+        );
         set(&mut self.ice.ips, &a.ice_ips);
         set(&mut self.ice.interfaces, &a.ice_interfaces);
         set(&mut self.ice.nat_1to1_ips, &a.nat_1to1_ips);
@@ -458,6 +486,12 @@ impl Config {
         let bad = |key: &str, why: String| Err(Error::Config(format!("{key}: {why}")));
         if self.shutdown_timeout < Duration::from_millis(500) {
             return bad("shutdown_timeout", "must be at least 500ms".into());
+        }
+        if self.media.keyframe_request_interval < Duration::from_millis(50) {
+            return bad(
+                "media.keyframe_request_interval",
+                "must be at least 50ms (a keyframe takes longer than that to arrive)".into(),
+            );
         }
         if self.heartbeat.interval.is_zero() {
             return bad("heartbeat.interval", "must be more than 0".into());

@@ -23,9 +23,10 @@ use crate::ids::{ParticipantId, TrackId};
 use crate::protocol::{MediaKind, TrackInfo};
 
 /// However many subscribers ask, the publisher gets at most one keyframe request per
-/// this interval per track: a big room must not cause a PLI storm (each keyframe costs
-/// the publisher a burst of bits).
-pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(1000);
+/// this interval per track (`media.keyframe_request_interval`): a big room must not
+/// cause a PLI storm, since each keyframe costs the publisher a burst of bits. The
+/// price: subscribers that start within one interval of each other may wait for it.
+pub const DEFAULT_KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(1000);
 
 /// Microseconds since the first call: the forwarders' clock.
 pub fn now_us() -> u64 {
@@ -46,6 +47,7 @@ pub struct UpTrack {
     publisher_pc: Weak<RTCPeerConnection>,
     /// `now_us()` of the last keyframe request plus one (0 = never).
     last_keyframe_request_us: AtomicU64,
+    keyframe_request_interval_us: u64,
     cancel: CancellationToken,
     stats: Arc<MediaStats>,
 }
@@ -58,6 +60,7 @@ impl UpTrack {
         track: Arc<TrackRemote>,
         publisher_pc: &Arc<RTCPeerConnection>,
         publisher: ParticipantId,
+        keyframe_request_interval: Duration,
         stats: Arc<MediaStats>,
         on_end: impl FnOnce(TrackId) + Send + 'static,
     ) -> Arc<UpTrack> {
@@ -77,6 +80,7 @@ impl UpTrack {
             subscribers: ArcSwap::from_pointee(Vec::new()),
             publisher_pc: Arc::downgrade(publisher_pc),
             last_keyframe_request_us: AtomicU64::new(0),
+            keyframe_request_interval_us: keyframe_request_interval.as_micros() as u64,
             cancel: CancellationToken::new(),
             stats,
         });
@@ -174,7 +178,7 @@ impl UpTrack {
     }
 
     /// Asks the publisher for a keyframe (PLI), at most once per
-    /// `KEYFRAME_REQUEST_INTERVAL`. Called from the read loop (a subscriber starting) and
+    /// keyframe request interval. Called from the read loop (a subscriber starting) and
     /// from subscribers' RTCP (their decoder lost the picture). Must run on the media
     /// runtime.
     pub fn request_keyframe(&self) {
@@ -183,7 +187,7 @@ impl UpTrack {
         }
         let now = now_us() + 1;
         let last = self.last_keyframe_request_us.load(Ordering::Relaxed);
-        if last != 0 && now - last < KEYFRAME_REQUEST_INTERVAL.as_micros() as u64 {
+        if last != 0 && now - last < self.keyframe_request_interval_us {
             return;
         }
         if self

@@ -321,6 +321,7 @@ impl WsSession {
             track,
             peer.connection(),
             self.id.clone(),
+            self.app.config.media.keyframe_request_interval,
             Arc::clone(&self.app.media.stats),
             move |track_id| {
                 if let Some(addr) = addr.upgrade() {
