@@ -120,11 +120,7 @@ impl WsSession {
                 ProtocolError::ServerShutdown => ws::CloseCode::Away,
                 _ => ws::CloseCode::Policy,
             };
-            ctx.close(Some(ws::CloseReason {
-                code,
-                description: Some(err.code().into()),
-            }));
-            ctx.stop();
+            close(ctx, code, err.code());
         }
     }
 
@@ -164,11 +160,7 @@ impl WsSession {
             }
             Action::Leave => {
                 info!("leave");
-                ctx.close(Some(ws::CloseReason {
-                    code: ws::CloseCode::Normal,
-                    description: Some("left".into()),
-                }));
-                ctx.stop();
+                close(ctx, ws::CloseCode::Normal, "left");
             }
             Action::Nothing => {}
         }
@@ -193,11 +185,7 @@ impl WsSession {
                         self.app.config.limits.joins_per_ip_per_minute
                     )),
                 );
-                ctx.close(Some(ws::CloseReason {
-                    code: ws::CloseCode::Policy,
-                    description: Some("rate_limited".into()),
-                }));
-                ctx.stop();
+                close(ctx, ws::CloseCode::Policy, "rate_limited");
                 return Ok(());
             }
         }
@@ -558,6 +546,19 @@ impl WsSession {
     }
 }
 
+/// Closes the WebSocket with a code and a reason, and stops the session.
+fn close(
+    ctx: &mut ws::WebsocketContext<WsSession>,
+    code: ws::CloseCode,
+    reason: impl Into<String>,
+) {
+    ctx.close(Some(ws::CloseReason {
+        code,
+        description: Some(reason.into()),
+    }));
+    ctx.stop();
+}
+
 fn target_name(t: PeerTarget) -> &'static str {
     match t {
         PeerTarget::Publisher => "publisher",
@@ -651,14 +652,14 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
             Ok(msg) => msg,
             Err(ws::ProtocolError::Overflow) => {
                 self.app.metrics.count_error("frame_too_large");
-                ctx.close(Some(ws::CloseReason {
-                    code: ws::CloseCode::Size,
-                    description: Some(format!(
+                close(
+                    ctx,
+                    ws::CloseCode::Size,
+                    format!(
                         "frame larger than {} bytes",
                         self.app.config.limits.max_frame_bytes
-                    )),
-                }));
-                ctx.stop();
+                    ),
+                );
                 return;
             }
             Err(e) => {
@@ -690,11 +691,11 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
                 ctx.stop();
             }
             ws::Message::Continuation(_) => {
-                ctx.close(Some(ws::CloseReason {
-                    code: ws::CloseCode::Unsupported,
-                    description: Some("fragmented frames are not supported".into()),
-                }));
-                ctx.stop();
+                close(
+                    ctx,
+                    ws::CloseCode::Unsupported,
+                    "fragmented frames are not supported",
+                );
             }
         }
     }
