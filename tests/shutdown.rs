@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use plaza::client::{Participant, ParticipantOptions};
 
+const ADMIN_KEY: &str = "admin-key-do-not-log-0123";
+const TURN_SECRET: &str = "turn-secret-do-not-log-4567";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_tells_every_client_and_exits_cleanly_within_the_timeout() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_plaza"))
@@ -20,9 +23,13 @@ async fn sigterm_tells_every_client_and_exits_cleanly_within_the_timeout() {
             "--shutdown-timeout",
             "5s",
             "--log-level",
-            "info",
+            "info,plaza=debug",
         ])
         .env_remove("RUST_LOG")
+        // Secrets the log must never show, even at debug level.
+        .env("PLAZA_ADMIN_API_KEY", ADMIN_KEY)
+        .env("PLAZA_TURN_SECRET", TURN_SECRET)
+        .env("PLAZA_TURN_URLS", "turn:127.0.0.1:3478")
         .stderr(Stdio::piped())
         .spawn()
         .expect("plaza starts");
@@ -85,4 +92,10 @@ async fn sigterm_tells_every_client_and_exits_cleanly_within_the_timeout() {
         "last log line written: {:?}",
         lines.last()
     );
+    for secret in [ADMIN_KEY, TURN_SECRET] {
+        assert!(
+            lines.iter().all(|l| !l.contains(secret)),
+            "a secret appears in the log"
+        );
+    }
 }
