@@ -44,6 +44,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod fuzzing;
 pub mod ids;
 pub mod logging;
 pub mod metrics;
