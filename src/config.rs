@@ -477,6 +477,16 @@ impl Config {
             &mut self.limits.max_display_name_len,
             &a.max_display_name_len,
         );
+        set(&mut self.limits.signalling_rate, &a.signalling_rate);
+        set(&mut self.limits.signalling_burst, &a.signalling_burst);
+        set(&mut self.limits.chat_rate, &a.chat_rate);
+        set(&mut self.limits.chat_burst, &a.chat_burst);
+        set(
+            &mut self.limits.joins_per_ip_per_minute,
+            &a.joins_per_ip_per_minute,
+        );
+        set(&mut self.auth.secret, &a.auth_secret);
+        set(&mut self.admin.api_key, &a.admin_api_key);
         set(&mut self.log.level, &a.log_level);
         set(&mut self.log.json, &a.log_json);
     }
@@ -691,6 +701,44 @@ mod tests {
         });
         assert_eq!(c.listen.port(), 9001);
         assert_eq!(c.heartbeat.interval, Duration::from_secs(1));
+    }
+
+    /// The rate limits, the auth secret and the admin key were parsed but never applied,
+    /// so `PLAZA_AUTH_SECRET` left rooms open: every one of them must take effect.
+    #[test]
+    fn limit_auth_and_admin_flags_take_effect() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: ConfigArgs,
+        }
+        let cli = Cli::parse_from([
+            "plaza",
+            "--signalling-rate",
+            "1.5",
+            "--signalling-burst",
+            "2",
+            "--chat-rate",
+            "3.5",
+            "--chat-burst",
+            "4",
+            "--joins-per-ip-per-minute",
+            "5",
+            "--auth-secret",
+            "0123456789abcdef0123",
+            "--admin-api-key",
+            "key-0123456789",
+        ]);
+        let mut c = Config::default();
+        c.apply(&cli.config);
+        assert_eq!(c.limits.signalling_rate, 1.5);
+        assert_eq!(c.limits.signalling_burst, 2);
+        assert_eq!(c.limits.chat_rate, 3.5);
+        assert_eq!(c.limits.chat_burst, 4);
+        assert_eq!(c.limits.joins_per_ip_per_minute, 5);
+        assert_eq!(c.auth.secret, "0123456789abcdef0123");
+        assert_eq!(c.admin.api_key, "key-0123456789");
     }
 
     /// `plaza --help` and config.example.toml agree: every key the example documents
