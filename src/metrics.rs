@@ -54,7 +54,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of the server's state.
-    pub fn render(&self, counts: Counts, media: &MediaStats) -> String {
+    pub fn render(&self, counts: Counts, room_actors: i64, media: &MediaStats) -> String {
         let mut out = String::new();
         let mut one = |name: &str, kind: &str, help: &str, value: String| {
             let _ = writeln!(
@@ -69,6 +69,12 @@ impl Metrics {
             "gauge",
             "Rooms open.",
             counts.rooms.to_string(),
+        );
+        one(
+            "plaza_room_actors",
+            "gauge",
+            "Room actors alive (equals plaza_rooms except while a room is stopping).",
+            room_actors.to_string(),
         );
         one(
             "plaza_participants",
@@ -180,6 +186,7 @@ mod tests {
                 participants: 0,
                 rooms: 0,
             },
+            0,
             &MediaStats::default(),
         );
         assert!(text.contains("plaza_join_seconds_bucket{le=\"0.005\"} 0"));
@@ -202,6 +209,7 @@ mod tests {
                 participants: 0,
                 rooms: 0,
             },
+            0,
             &MediaStats::default(),
         );
         assert!(text.contains("plaza_errors_total{code=\"bad_json\"} 2"));

@@ -6,6 +6,7 @@
 //! empty.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,6 +33,9 @@ pub struct Connection {
 pub struct Registry {
     connections: DashMap<ParticipantId, Connection>,
     rooms: DashMap<RoomId, Addr<Room>>,
+    /// Room actors alive, counted by a guard each `Room` holds: an actor that left the
+    /// map but never stopped (or stopped but was never dropped) still counts here.
+    room_actors: Arc<AtomicI64>,
     started: Instant,
 }
 
@@ -40,6 +44,7 @@ impl Default for Registry {
         Self {
             connections: DashMap::new(),
             rooms: DashMap::new(),
+            room_actors: Arc::default(),
             started: Instant::now(),
         }
     }
@@ -133,6 +138,16 @@ impl Registry {
             participants: self.connections.iter().filter(|c| c.room.is_some()).count(),
             rooms: self.rooms.len(),
         }
+    }
+
+    /// Room actors alive now (see the field); 0 once every room has stopped.
+    pub fn room_actors(&self) -> i64 {
+        crate::rtc::stats::MediaStats::gauge(&self.room_actors)
+    }
+
+    /// A guard counting one room actor for as long as it lives (held by `Room`).
+    pub fn room_actor_guard(&self) -> crate::rtc::stats::TaskGuard {
+        crate::rtc::stats::TaskGuard::new(&self.room_actors)
     }
 
     pub fn is_empty(&self) -> bool {

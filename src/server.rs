@@ -167,6 +167,7 @@ struct Health {
     status: &'static str,
     uptime_secs: u64,
     rooms: usize,
+    room_actors: i64,
     participants: usize,
     connections: usize,
     tracks: i64,
@@ -181,6 +182,7 @@ async fn healthz(state: web::Data<AppState>) -> HttpResponse {
         status: "ok",
         uptime_secs: state.registry.uptime().as_secs(),
         rooms: counts.rooms,
+        room_actors: state.registry.room_actors(),
         participants: counts.participants,
         connections: counts.connections,
         tracks: MediaStats::gauge(&stats.forwarding_tasks),
@@ -190,9 +192,11 @@ async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let text = state
-        .metrics
-        .render(state.registry.counts(), &state.media.stats);
+    let text = state.metrics.render(
+        state.registry.counts(),
+        state.registry.room_actors(),
+        &state.media.stats,
+    );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(text)

@@ -69,20 +69,21 @@ impl TestServer {
         format!("ws://{}/ws", self.addr)
     }
 
-    /// Waits until nothing is left: no connection, no room, no forwarding task, no peer
-    /// connection. Returns what was still alive on timeout.
+    /// Waits until nothing is left: no connection, no room (entry or actor), no
+    /// forwarding task, no peer connection. Returns what was still alive on timeout.
     pub async fn wait_until_empty(&self, within: Duration) -> Result<(), String> {
         let deadline = Instant::now() + within;
         loop {
             let counts = self.registry.counts();
             let tasks = MediaStats::gauge(&self.stats.forwarding_tasks);
             let pcs = MediaStats::gauge(&self.stats.peer_connections);
-            if self.registry.is_empty() && tasks == 0 && pcs == 0 {
+            let actors = self.registry.room_actors();
+            if self.registry.is_empty() && actors == 0 && tasks == 0 && pcs == 0 {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(format!(
-                    "still alive after {within:?}: {counts:?}, forwarding tasks {tasks}, peer connections {pcs}"
+                    "still alive after {within:?}: {counts:?}, room actors {actors}, forwarding tasks {tasks}, peer connections {pcs}"
                 ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

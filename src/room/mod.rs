@@ -36,11 +36,14 @@ pub struct Room {
     closing: bool,
     addr: Option<Addr<Room>>,
     span: Span,
+    /// Counts this actor in `Registry::room_actors` until it is dropped.
+    _alive: crate::rtc::stats::TaskGuard,
 }
 
 impl Room {
     pub fn new(id: RoomId, registry: Arc<Registry>, max_participants: usize) -> Self {
         let span = info_span!("room", room = %id);
+        let alive = registry.room_actor_guard();
         Self {
             id,
             registry,
@@ -49,6 +52,7 @@ impl Room {
             closing: false,
             addr: None,
             span,
+            _alive: alive,
         }
     }
 
