@@ -14,6 +14,7 @@ use webrtc::data_channel::data_channel_message::DataChannelMessage;
 use webrtc::data_channel::RTCDataChannel;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::ice_transport::ice_connection_state::RTCIceConnectionState;
+use webrtc::ice_transport::ice_gathering_state::RTCIceGatheringState;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
@@ -63,6 +64,14 @@ pub struct Peer {
     early_candidates: Arc<std::sync::Mutex<Vec<RTCIceCandidateInit>>>,
     /// Counts this connection in `MediaStats::peer_connections` until `close` finishes.
     guard: std::sync::Mutex<Option<TaskGuard>>,
+    /// Cancelled by `close`: ends the tasks this connection spawned (RTCP readers).
+    tasks: tokio_util::sync::CancellationToken,
+    /// Held by every webrtc-rs call on `pc` and by `close`: a close that comes while an
+    /// answer or offer is being made waits for it. Closing in the middle of
+    /// `set_local_description` let webrtc-rs start ICE gathering on a closed connection
+    /// and leak its UDP sockets (found by the churn soak: one socket per ~15 drops
+    /// mid-negotiation).
+    ops: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Peer {
@@ -86,6 +95,8 @@ impl Peer {
             transport_ready,
             closed: AtomicBool::new(false),
             early_candidates: Arc::default(),
+            tasks: tokio_util::sync::CancellationToken::new(),
+            ops: Arc::default(),
         })
     }
 
@@ -103,8 +114,10 @@ impl Peer {
             .map_err(|e| ProtocolError::BadSdp(format!("offer does not parse: {e}")))?;
         let pc = Arc::clone(&self.pc);
         let early = Arc::clone(&self.early_candidates);
+        let ops = Arc::clone(&self.ops);
         self.media
             .run(async move {
+                let _op = ops.lock().await;
                 pc.set_remote_description(offer)
                     .await
                     .map_err(|e| ProtocolError::BadSdp(format!("offer refused: {e}")))?;
@@ -125,8 +138,10 @@ impl Peer {
     /// Creates and applies a new offer (subscriber connection).
     pub async fn offer(&self) -> Result<String, Error> {
         let pc = Arc::clone(&self.pc);
+        let ops = Arc::clone(&self.ops);
         self.media
             .run(async move {
+                let _op = ops.lock().await;
                 let offer = pc.create_offer(None).await?;
                 pc.set_local_description(offer.clone()).await?;
                 Ok::<_, Error>(offer.sdp)
@@ -140,8 +155,10 @@ impl Peer {
             .map_err(|e| ProtocolError::BadSdp(format!("answer does not parse: {e}")))?;
         let pc = Arc::clone(&self.pc);
         let early = Arc::clone(&self.early_candidates);
+        let ops = Arc::clone(&self.ops);
         self.media
             .run(async move {
+                let _op = ops.lock().await;
                 pc.set_remote_description(answer)
                     .await
                     .map_err(|e| ProtocolError::BadSdp(format!("answer refused: {e}")))?;
@@ -176,8 +193,10 @@ impl Peer {
         };
         let pc = Arc::clone(&self.pc);
         let early = Arc::clone(&self.early_candidates);
+        let ops = Arc::clone(&self.ops);
         self.media
             .run(async move {
+                let _op = ops.lock().await;
                 if pc.remote_description().await.is_none() {
                     let mut queue = early.lock().unwrap_or_else(|e| e.into_inner());
                     if queue.len() >= MAX_EARLY_CANDIDATES {
@@ -205,8 +224,11 @@ impl Peer {
         up: Weak<UpTrack>,
     ) -> Result<Arc<RTCRtpSender>, Error> {
         let pc = Arc::clone(&self.pc);
+        let stop = self.tasks.clone();
+        let ops = Arc::clone(&self.ops);
         self.media
             .run(async move {
+                let _op = ops.lock().await;
                 let codec = down.codec().clone();
                 let track: Arc<dyn TrackLocal + Send + Sync> = down;
                 let sender = pc.add_track(track).await?;
@@ -223,8 +245,20 @@ impl Peer {
                 }
                 let reader = Arc::clone(&sender);
                 tokio::spawn(async move {
-                    // Ends when the sender stops (track removed or connection closed).
-                    while let Ok((packets, _)) = reader.read_rtcp().await {
+                    // Ends when the sender stops (track removed or connection closed),
+                    // or at the latest when this connection closes: webrtc-rs's
+                    // `read_rtcp` misses a stop that happens while no read is pending
+                    // (a `notify_waiters` with no waiter), and on a sender that never
+                    // started sending it would then wait forever, keeping the sender,
+                    // its track and the connection's transport (sockets) alive.
+                    loop {
+                        let packets = tokio::select! {
+                            _ = stop.cancelled() => break,
+                            read = reader.read_rtcp() => match read {
+                                Ok((packets, _)) => packets,
+                                Err(_) => break,
+                            },
+                        };
                         let wants_keyframe = packets.iter().any(|p| {
                             let any = p.as_any();
                             any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
@@ -244,8 +278,12 @@ impl Peer {
 
     pub async fn remove_down_track(&self, sender: Arc<RTCRtpSender>) -> Result<(), Error> {
         let pc = Arc::clone(&self.pc);
+        let ops = Arc::clone(&self.ops);
         self.media
-            .run(async move { pc.remove_track(&sender).await })
+            .run(async move {
+                let _op = ops.lock().await;
+                pc.remove_track(&sender).await
+            })
             .await??;
         Ok(())
     }
@@ -254,12 +292,22 @@ impl Peer {
     /// no-ops first: webrtc-rs 0.17 keeps callback boxes alive after close (#772), and
     /// nothing should reach a session that is gone.
     pub fn close(&self) {
+        self.tasks.cancel();
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
         let pc = Arc::clone(&self.pc);
         let guard = self.guard.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let ops = Arc::clone(&self.ops);
         self.media.handle().spawn(async move {
+            let _op = ops.lock().await;
+            // webrtc-ice 0.17 adds a candidate gathered after its agent closed to the
+            // closed agent and starts it: its UDP socket is never closed. Let gathering
+            // (host candidates: milliseconds) finish first.
+            if pc.ice_gathering_state() == RTCIceGatheringState::Gathering {
+                let mut done = pc.gathering_complete_promise().await;
+                let _ = tokio::time::timeout(GATHERING_WAIT, done.recv()).await;
+            }
             clear_handlers(&pc);
             let _ = pc.close().await;
             drop(guard);
@@ -272,6 +320,9 @@ impl Drop for Peer {
         self.close();
     }
 }
+
+/// How long `close` lets ICE gathering finish before closing anyway.
+const GATHERING_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Candidates kept per connection while its remote description is missing.
 const MAX_EARLY_CANDIDATES: usize = 64;
