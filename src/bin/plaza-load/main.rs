@@ -19,11 +19,9 @@ mod compare;
 mod janus;
 mod measure;
 mod plot;
-mod procstat;
 mod recorder;
 mod report;
 mod scenario;
-mod server;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,7 +36,8 @@ use crate::measure::{percentiles, Meter};
 use crate::recorder::{lock, Identify, Recorder};
 use crate::report::{Machine, Summary};
 use crate::scenario::{MediaPlan, Plan, Protocol, Runner};
-use crate::server::Server;
+use plaza::procstat;
+use plaza::server_process::Server;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

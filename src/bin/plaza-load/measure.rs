@@ -8,9 +8,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::procstat::{self, Sample};
 use crate::recorder::WindowTotals;
-use crate::server;
+use plaza::procstat::{self, Sample};
+use plaza::server_process as server;
 
 pub struct Meter {
     pub server_pid: u32,

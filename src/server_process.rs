@@ -1,6 +1,7 @@
-//! The server under test: a child process this tool starts (Plaza, or a baseline's
-//! `run.sh`, which `exec`s so its PID is the server's), or one already running that is
-//! named by PID. Either way it is measured from /proc as a separate process.
+//! The server under test as a separate process, for `plaza-load` and `plaza-soak`: a
+//! child process the tool starts (Plaza, or a baseline's `run.sh`, which `exec`s so its
+//! PID is the server's), or one already running that is named by PID. Either way it is
+//! measured from /proc (`crate::procstat`), and Plaza's own gauges are read over HTTP.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -85,13 +86,43 @@ impl Drop for Server {
     }
 }
 
+/// The body of `GET path` (HTTP/1.1, `Connection: close`), for `/metrics` and
+/// `/healthz`; chunked bodies are reassembled.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
+    let mut s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await??;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await?;
+    let mut raw = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut raw)).await??;
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .context("no end of headers in the response")?;
+    let status = head.split_whitespace().nth(1).unwrap_or("?");
+    if status != "200" {
+        bail!("GET {path}: HTTP {status}");
+    }
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return Ok(body.to_string());
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    Ok(out)
+}
+
 /// Plaza's own counters from `/metrics` (Prometheus text), by metric name.
 pub async fn plaza_metrics(addr: SocketAddr) -> Result<Vec<(String, f64)>> {
-    let mut s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await??;
-    let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await?;
-    let mut body = String::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut body)).await??;
+    let body = http_get(addr, "/metrics").await?;
     Ok(body
         .lines()
         .filter(|l| !l.starts_with('#'))

@@ -1,5 +1,6 @@
-//! CPU time and memory of a process, read from /proc (Linux only): the server under
-//! test and the load generator itself are measured the same way.
+//! CPU time, memory and open files of a process, read from /proc (Linux only): the
+//! server under test and the load generator itself are measured the same way
+//! (`plaza-load`, `plaza-soak`, the churn test).
 
 use std::fs;
 
@@ -26,6 +27,12 @@ pub fn sample(pid: u32) -> Option<Sample> {
         rss_bytes: status_kib(&status, "VmRSS:")? * 1024,
         threads: status_kib(&status, "Threads:").unwrap_or(0),
     })
+}
+
+/// Open file descriptors: the entries of `/proc/<pid>/fd` (sockets, epoll, eventfds,
+/// pipes, files). `None` once the process is gone.
+pub fn open_fds(pid: u32) -> Option<usize> {
+    Some(fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
 
 pub fn self_pid() -> u32 {
@@ -68,5 +75,14 @@ mod tests {
     fn reads_its_own_process() {
         let s = sample(self_pid()).unwrap();
         assert!(s.rss_bytes > 0 && s.threads >= 1);
+    }
+
+    #[test]
+    fn counts_open_files() {
+        assert!(
+            open_fds(self_pid()).unwrap() >= 3,
+            "stdin, stdout, stderr at least"
+        );
+        assert_eq!(open_fds(u32::MAX), None, "no such process");
     }
 }
