@@ -57,6 +57,7 @@ pub mod rtc;
 pub mod server;
 pub mod server_process;
 pub mod session;
+pub mod soak;
 pub mod testing;
 pub mod turn;
 
