@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use webrtc::api::setting_engine::SettingEngine;
@@ -818,10 +819,23 @@ async fn signalling(
     // Candidates that arrive before the description they belong to.
     let mut early: HashMap<PeerTarget, Vec<RTCIceCandidateInit>> = HashMap::new();
     let mut close_code = None;
-    while let Some(Ok(msg)) = stream.next().await {
+    loop {
+        let msg = match stream.next().await {
+            Some(Ok(msg)) => msg,
+            Some(Err(e)) => {
+                tracing::info!(error = %e, "signalling socket failed");
+                break;
+            }
+            None => break,
+        };
         let text = match msg {
             WsMessage::Text(t) => t,
             WsMessage::Close(frame) => {
+                // Worth a line: a participant the server closed (oversized frame,
+                // kicked, peer failed) otherwise vanishes from a soak without a trace.
+                if let Some(f) = frame.as_ref().filter(|f| f.code != CloseCode::Normal) {
+                    tracing::info!(code = u16::from(f.code), reason = %f.reason, "closed by the server");
+                }
                 close_code = frame.map(|f| u16::from(f.code));
                 break;
             }
