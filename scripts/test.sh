@@ -50,6 +50,17 @@ set +e
 status=$?
 set -e
 
+fuzz=0
+if [ "${PLAZA_FUZZ_SMOKE:-0}" = 1 ]; then
+  # Opt-in: the instrumented build of all of webrtc-rs takes ~11 minutes cold.
+  step "fuzz smoke (no network needed)"
+  command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+  set +e
+  scripts/fuzz.sh --smoke 2>&1 | tee "$log/fuzz.log"; fuzz=${PIPESTATUS[0]}
+  set -e
+  [ "$fuzz" = 0 ] || status=1
+fi
+
 step "summary"
 python3 - "$log" <<'PY'
 import re, sys
@@ -63,5 +74,6 @@ print("rust tests: {passed} passed, {failed} failed, {ignored} ignored".format(*
 e2e = {k: v for k, v in re.findall(r"^# (tests|pass|fail) (\d+)", open(f"{log}/e2e.log", errors="replace").read(), re.M)}
 print("browser tests: {} run, {} passed, {} failed".format(e2e.get("tests", "?"), e2e.get("pass", "?"), e2e.get("fail", "?")))
 PY
+[ "${PLAZA_FUZZ_SMOKE:-0}" = 1 ] && echo "fuzz smoke: $([ "$fuzz" = 0 ] && echo ok || echo FAILED)"
 if [ "$status" = 0 ]; then echo "ALL TESTS PASSED"; else echo "SOME TESTS FAILED (logs in $log)"; fi
 exit "$status"
