@@ -69,8 +69,8 @@ pub struct Peer {
     /// Held by every webrtc-rs call on `pc` and by `close`: a close that comes while an
     /// answer or offer is being made waits for it. Closing in the middle of
     /// `set_local_description` let webrtc-rs start ICE gathering on a closed connection
-    /// and leak its UDP sockets (found by the churn soak: one socket per ~15 drops
-    /// mid-negotiation).
+    /// and leak its UDP sockets (found by the churn soak: about one socket per 11
+    /// participants dropping right after their offer).
     ops: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -309,6 +309,9 @@ impl Peer {
                 let _ = tokio::time::timeout(GATHERING_WAIT, done.recv()).await;
             }
             clear_handlers(&pc);
+            // A DTLS handshake still waiting for a client that is gone ends here only
+            // with our patched webrtc (vendor/webrtc-0.17.2, docs/decisions.md §8);
+            // 0.17.2 as published keeps it, the connection and its sockets forever.
             let _ = pc.close().await;
             drop(guard);
         });

@@ -85,6 +85,10 @@ pub struct RTCDtlsTransport {
     pub(crate) srtp_ready_rx: Mutex<Option<mpsc::Receiver<()>>>,
 
     pub(crate) dtls_matcher: Option<MatchFunc>,
+
+    // Plaza patch (docs/decisions.md): `stop` ends a handshake still in progress.
+    pub(crate) handshake_stopped: AtomicBool,
+    pub(crate) handshake_stop: tokio::sync::Notify,
 }
 
 impl RTCDtlsTransport {
@@ -368,37 +372,54 @@ impl RTCDtlsTransport {
 
     /// start DTLS transport negotiation with the parameters of the remote DTLS transport
     pub async fn start(&self, remote_parameters: DTLSParameters) -> Result<()> {
-        let dtls_conn_result = if let Some(dtls_endpoint) =
-            self.ice_transport.new_endpoint(Box::new(match_dtls)).await
-        {
-            let (role, mut dtls_config) = self.prepare_transport(remote_parameters).await?;
-            if self.setting_engine.replay_protection.dtls != 0 {
-                dtls_config.replay_protection_window = self.setting_engine.replay_protection.dtls;
-            }
+        // Plaza patch (docs/decisions.md): a DTLS server whose peer is gone waits for a
+        // ClientHello forever (no timeout, no retransmission to fail), keeping the
+        // connection and its ICE sockets alive. `stop` ends the wait.
+        let stopped = self.handshake_stop.notified();
+        tokio::pin!(stopped);
+        stopped.as_mut().enable();
+        if self.handshake_stopped.load(Ordering::SeqCst) {
+            return Err(Error::ErrConnectionClosed);
+        }
+        let handshake = async {
+            let dtls_conn_result = if let Some(dtls_endpoint) =
+                self.ice_transport.new_endpoint(Box::new(match_dtls)).await
+            {
+                let (role, mut dtls_config) = self.prepare_transport(remote_parameters).await?;
+                if self.setting_engine.replay_protection.dtls != 0 {
+                    dtls_config.replay_protection_window =
+                        self.setting_engine.replay_protection.dtls;
+                }
 
-            // Connect as DTLS Client/Server, function is blocking and we
-            // must not hold the DTLSTransport lock
-            if role == DTLSRole::Client {
-                dtls::conn::DTLSConn::new(
-                    dtls_endpoint as Arc<dyn Conn + Send + Sync>,
-                    dtls_config,
-                    true,
-                    None,
-                )
-                .await
+                // Connect as DTLS Client/Server, function is blocking and we
+                // must not hold the DTLSTransport lock
+                if role == DTLSRole::Client {
+                    dtls::conn::DTLSConn::new(
+                        dtls_endpoint as Arc<dyn Conn + Send + Sync>,
+                        dtls_config,
+                        true,
+                        None,
+                    )
+                    .await
+                } else {
+                    dtls::conn::DTLSConn::new(
+                        dtls_endpoint as Arc<dyn Conn + Send + Sync>,
+                        dtls_config,
+                        false,
+                        None,
+                    )
+                    .await
+                }
             } else {
-                dtls::conn::DTLSConn::new(
-                    dtls_endpoint as Arc<dyn Conn + Send + Sync>,
-                    dtls_config,
-                    false,
-                    None,
-                )
-                .await
-            }
-        } else {
-            Err(dtls::Error::Other(
-                "ice_transport.new_endpoint failed".to_owned(),
-            ))
+                Err(dtls::Error::Other(
+                    "ice_transport.new_endpoint failed".to_owned(),
+                ))
+            };
+            Ok::<_, Error>(dtls_conn_result)
+        };
+        let dtls_conn_result = tokio::select! {
+            r = handshake => r?,
+            _ = &mut stopped => return Err(Error::ErrConnectionClosed),
         };
 
         let dtls_conn = match dtls_conn_result {
@@ -477,6 +498,8 @@ impl RTCDtlsTransport {
 
     /// stops and closes the DTLSTransport object.
     pub async fn stop(&self) -> Result<()> {
+        self.handshake_stopped.store(true, Ordering::SeqCst);
+        self.handshake_stop.notify_waiters();
         // Try closing everything and collect the errors
         let mut close_errs: Vec<Error> = vec![];
         {
