@@ -99,17 +99,20 @@ async fn churn_leaves_nothing_behind() {
     churn(false).await;
 }
 
-/// The open descriptors back to the post-warm-up value. Known to fail: webrtc-ice 0.17
-/// keeps a UDP socket of about one in 25 connections closed while ICE is checking
-/// (participants dropping right after the answer); docs/reliability.md. Run it with
-/// `cargo test --test churn -- --ignored` once that is fixed, then un-ignore it.
+/// The open descriptors back to the post-warm-up value. Fails without the patched
+/// webrtc (vendor/webrtc-0.17.2, docs/decisions.md §8): a subscriber connection closed
+/// while the server waited for the client's DTLS ClientHello kept its UDP socket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "known webrtc-ice UDP socket leak on drops before ICE connects (docs/reliability.md)"]
 async fn churn_leaves_no_file_descriptor_behind() {
     churn(true).await;
 }
 
+/// The two tests run one after the other: the fd test counts this whole process's
+/// descriptors, which the other test's server and participants would change.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn churn(check_fds: bool) {
+    let _one = ONE_AT_A_TIME.lock().await;
     let started = Instant::now();
     let server = churn_server();
 
