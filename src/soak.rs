@@ -255,11 +255,23 @@ pub async fn run(opts: &SoakOptions) -> SoakReport {
 
     let mut chats = 0;
     for p in residents {
-        chats += p
-            .events()
+        let events = p.events();
+        chats += events
             .iter()
             .filter(|e| matches!(e, Event::Chat(c) if c.text.starts_with("soak ")))
             .count() as u64;
+        // A resident the server closed during the run (e.g. 1009: its answer outgrew
+        // the frame limit) is a failure even though its room went on.
+        if let Some(code) = events.iter().find_map(|e| match e {
+            Event::Closed(code) => Some(*code),
+            _ => None,
+        }) {
+            resident_failed(
+                &tallies,
+                &format!("closed by the server during the run ({code:?})"),
+            );
+            continue;
+        }
         match tokio::time::timeout(opts.step_timeout, p.leave()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => resident_failed(&tallies, &format!("leave: {e}")),

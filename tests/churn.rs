@@ -33,7 +33,9 @@ fn churn_server() -> TestServer {
 fn options(server: &TestServer, prefix: &str, cycles: u64) -> SoakOptions {
     let mut o = SoakOptions::new(server.ws_url());
     o.cycles = cycles;
-    o.rooms = 3;
+    // Six rooms keep each resident under ~100 tracks come and gone; more would hit the
+    // known m-line growth (see `a_resident_outlives_many_tracks` below).
+    o.rooms = 6;
     // Two shared cores run the server, the participants and other test binaries.
     o.concurrency = 4;
     o.residents_per_room = 1;
@@ -72,19 +74,8 @@ async fn fds_settle(want: usize, within: Duration) -> usize {
 }
 
 fn assert_no_failures(what: &str, r: &SoakReport) {
-    // Known, not hidden: late in a run a new participant sometimes gets a resident's
-    // audio but no video within the wait (the resident's keyframe never comes; under
-    // investigation, docs/reliability.md). Those are printed; any other failure fails.
-    let (media, other): (Vec<_>, Vec<_>) =
-        r.failures.iter().partition(|(k, _)| k.ends_with("/media"));
-    if !media.is_empty() {
-        eprintln!(
-            "{what}: KNOWN ISSUE, no video within the wait: {media:?}; e.g. {:#?}",
-            r.failure_examples
-        );
-    }
     assert!(
-        other.is_empty() && r.resident_failures == 0,
+        r.failures.is_empty() && r.resident_failures == 0,
         "{what}: cycles failed: {:?}, residents failed: {}; e.g. {:#?}",
         r.failures,
         r.resident_failures,
@@ -93,26 +84,34 @@ fn assert_no_failures(what: &str, r: &SoakReport) {
     assert_eq!(r.done + r.failed, r.cycles, "{what}: every cycle ran");
 }
 
-/// The zeros: registry, room actors, forwarding tasks, subscriptions, peer connections.
+/// The zeros — registry, room actors, forwarding tasks, subscriptions, peer
+/// connections — and the open descriptors back to the post-warm-up value. The fd check
+/// fails without the patched webrtc (vendor/webrtc-0.17.2, docs/decisions.md §8): a
+/// subscriber connection closed while the server waited for the client's DTLS
+/// ClientHello kept its UDP socket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn churn_leaves_nothing_behind() {
-    churn(false).await;
+    churn().await;
 }
 
-/// The open descriptors back to the post-warm-up value. Fails without the patched
-/// webrtc (vendor/webrtc-0.17.2, docs/decisions.md §8): a subscriber connection closed
-/// while the server waited for the client's DTLS ClientHello kept its UDP socket.
+/// KNOWN BUG, ignored until fixed (docs/reliability.md): a subscriber connection never
+/// reuses the m-line of a track that went away, so every offer and answer grows by one
+/// m-section per track that ever came and went while the participant stayed. After
+/// ~160 tracks the participant's answer is over the 64 KiB frame limit and the server
+/// closes it with 1009. One resident, 120 participants coming and going (240 tracks).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn churn_leaves_no_file_descriptor_behind() {
-    churn(true).await;
+#[ignore = "known bug: subscriber m-lines are never recycled (docs/reliability.md)"]
+async fn a_resident_outlives_many_tracks() {
+    let server = churn_server();
+    let mut o = options(&server, "longlived", 120);
+    o.rooms = 1;
+    o.only = Some(LeaveKind::Clean);
+    let report = soak::run(&o).await;
+    assert_no_failures("long-lived resident", &report);
+    assert_server_empty(&server).await;
 }
 
-/// The two tests run one after the other: the fd test counts this whole process's
-/// descriptors, which the other test's server and participants would change.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn churn(check_fds: bool) {
-    let _one = ONE_AT_A_TIME.lock().await;
+async fn churn() {
     let started = Instant::now();
     let server = churn_server();
 
@@ -138,14 +137,10 @@ async fn churn(check_fds: bool) {
     }
 
     assert_server_empty(&server).await;
-    let fds = fds_settle(
-        baseline,
-        Duration::from_secs(if check_fds { 10 } else { 2 }),
-    )
-    .await;
+    let fds = fds_settle(baseline, Duration::from_secs(10)).await;
     eprintln!("open fds: {baseline} after the warm-up, {fds} at the end");
     assert!(
-        !check_fds || fds <= baseline,
+        fds <= baseline,
         "open file descriptors after {CYCLES} cycles: {fds}, after the warm-up: {baseline}"
     );
     eprintln!("churn test took {:.1} s", started.elapsed().as_secs_f64());

@@ -40,8 +40,9 @@ struct Args {
     /// Cycles (participant lives) after the warm-up
     #[arg(long, default_value_t = 10_000)]
     cycles: u64,
-    /// Cycles before the baseline is taken (lazy allocations, pools, caches settle)
-    #[arg(long, default_value_t = 300)]
+    /// Cycles before the baseline is taken (lazy allocations, pools, caches settle;
+    /// 300 was too few: RSS still grew to its working size afterwards)
+    #[arg(long, default_value_t = 2000)]
     warmup_cycles: u64,
     #[arg(long, default_value_t = 4)]
     rooms: usize,
