@@ -4,6 +4,7 @@
 //! measured from /proc (`crate::procstat`), and Plaza's own gauges are read over HTTP.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -101,11 +102,17 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
     if status != "200" {
         bail!("GET {path}: HTTP {status}");
     }
+    Ok(http_body(head, body))
+}
+
+/// A response's body given its head: chunked bodies (actix streams JSON that way) are
+/// reassembled, others returned as they are.
+pub fn http_body(head: &str, body: &str) -> String {
     if !head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
     {
-        return Ok(body.to_string());
+        return body.to_string();
     }
     let mut out = String::new();
     let mut rest = body;
@@ -117,7 +124,40 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
         out.push_str(&tail[..n]);
         rest = tail[n..].trim_start_matches("\r\n");
     }
-    Ok(out)
+    out
+}
+
+/// The command line of a `plaza` for load and soak runs on 127.0.0.1:`port`: `bin`, or
+/// the `plaza` next to the running executable; candidates on loopback only; quiet logs;
+/// and no practical per-IP join limit, since every synthetic participant joins from
+/// 127.0.0.1, thousands of times.
+pub fn loopback_command(
+    bin: Option<&Path>,
+    port: u16,
+    media_threads: Option<usize>,
+) -> Result<Vec<String>> {
+    let bin = match bin {
+        Some(b) => b.to_path_buf(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("no directory for the current executable")?
+            .join("plaza"),
+    };
+    let mut v = vec![
+        bin.display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--ice-ip".into(),
+        "127.0.0.1".into(),
+        "--log-level".into(),
+        "warn".into(),
+        "--joins-per-ip-per-minute".into(),
+        "1000000".into(),
+    ];
+    if let Some(n) = media_threads {
+        v.extend(["--media-threads".into(), n.to_string()]);
+    }
+    Ok(v)
 }
 
 /// Plaza's own counters from `/metrics` (Prometheus text), by metric name.

@@ -28,7 +28,7 @@ use clap::Parser;
 use serde::Serialize;
 
 use plaza::procstat;
-use plaza::server_process::{http_get, metric, plaza_metrics, Server};
+use plaza::server_process::{http_get, loopback_command, metric, plaza_metrics, Server};
 use plaza::soak::{self, SoakOptions, SoakReport};
 
 #[derive(Parser, Debug)]
@@ -206,7 +206,12 @@ async fn run(args: Args) -> Result<bool> {
             let log = args
                 .log_dir
                 .join(format!("plaza-{}-{started_unix}.log", args.port));
-            let server = Server::spawn(&server_command(&args)?, addr, &log).await?;
+            let server = Server::spawn(
+                &loopback_command(args.server_bin.as_deref(), args.port, args.media_threads)?,
+                addr,
+                &log,
+            )
+            .await?;
             println!("server pid {} on {addr}, log {}", server.pid, log.display());
             (server, addr, format!("ws://{addr}/ws"))
         }
@@ -355,32 +360,6 @@ async fn run(args: Args) -> Result<bool> {
     }
     server.stop();
     Ok(summary.passed)
-}
-
-fn server_command(args: &Args) -> Result<Vec<String>> {
-    let bin = match &args.server_bin {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("no directory for the current executable")?
-            .join("plaza"),
-    };
-    let mut v: Vec<String> = vec![
-        bin.display().to_string(),
-        "--listen".into(),
-        format!("127.0.0.1:{}", args.port),
-        "--ice-ip".into(),
-        "127.0.0.1".into(),
-        "--log-level".into(),
-        "warn".into(),
-        // Every participant joins from 127.0.0.1, thousands of times.
-        "--joins-per-ip-per-minute".into(),
-        "1000000".into(),
-    ];
-    if let Some(n) = args.media_threads {
-        v.extend(["--media-threads".into(), n.to_string()]);
-    }
-    Ok(v)
 }
 
 async fn wait_healthy(addr: SocketAddr) -> Result<()> {

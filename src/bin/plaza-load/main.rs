@@ -266,31 +266,13 @@ fn server_command(args: &RunArgs, port: u16) -> Result<Vec<String>> {
     let repo = &args.repo;
     Ok(match args.target {
         Target::Plaza => {
-            let bin = match &args.server_bin {
-                Some(b) => b.clone(),
-                None => std::env::current_exe()?
-                    .parent()
-                    .context("no directory for the current executable")?
-                    .join("plaza"),
-            };
-            let mut v = vec![
-                bin.display().to_string(),
-                "--listen".into(),
-                format!("127.0.0.1:{port}"),
-                "--ice-ip".into(),
-                "127.0.0.1".into(),
-                "--log-level".into(),
-                "warn".into(),
-                // Webinars put more than the default 16 in one room.
-                "--max-participants-per-room".into(),
-                "1000".into(),
-                // Every synthetic participant joins from 127.0.0.1.
-                "--joins-per-ip-per-minute".into(),
-                "1000000".into(),
-            ];
-            if let Some(n) = args.media_threads {
-                v.extend(["--media-threads".into(), n.to_string()]);
-            }
+            let mut v = plaza::server_process::loopback_command(
+                args.server_bin.as_deref(),
+                port,
+                args.media_threads,
+            )?;
+            // Webinars put more than the default 16 in one room.
+            v.extend(["--max-participants-per-room".into(), "1000".into()]);
             if let Some(n) = args.http_workers {
                 v.extend(["--http-workers".into(), n.to_string()]);
             }
