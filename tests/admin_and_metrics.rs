@@ -74,7 +74,9 @@ async fn admin_api_lists_kicks_and_closes_behind_its_key() {
     let bob = join(&server, "ops", "Bob").await;
     let cy = join(&server, "ops", "Cy").await;
     let dee = join(&server, "other", "Dee").await;
+    // All six tracks of "ops" published (the listing below counts them).
     wait_media_from(&ann, &[&bob, &cy], 5).await;
+    wait_media_from(&bob, &[&ann], 5).await;
 
     // Without the key, or with a wrong one: 401 and nothing changes.
     for headers in [vec![], vec![("X-Api-Key", "wrong-key-of-the-same-len")]] {
