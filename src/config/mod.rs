@@ -1,0 +1,380 @@
+//! Configuration: one struct, layered as defaults < TOML file < `PLAZA_*` environment
+//! < command-line flags. Each setting is declared once, in the `settings!` block below:
+//! its field, TOML key, default, flag, variable and help all come from that one entry.
+//! (When they were written out separately, some flags were parsed and never applied, so
+//! `PLAZA_AUTH_SECRET` left rooms open.) `config.example.toml` documents every key;
+//! `plaza --help` lists the flags and their variables.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use plaza_protocol::IceServer;
+
+#[macro_use]
+mod settings;
+#[cfg(test)]
+mod tests;
+mod value;
+
+pub use settings::{ConfigArgs, Setting};
+use value::Value;
+
+/// Plaza at info; webrtc-rs only at error, because it logs routine teardown (closed
+/// sockets, closed agents) as warnings. Lower it to `warn` when debugging ICE.
+pub const DEFAULT_LOG_FILTER: &str = "info,webrtc=error,webrtc_ice=error,webrtc_dtls=error,webrtc_sctp=error,webrtc_srtp=error,webrtc_mdns=error";
+
+settings! {
+    /// Everything the server is configured with (see config.example.toml).
+    pub struct Config {
+        /// HTTP + WebSocket listen address.
+        listen: SocketAddr = "0.0.0.0:8080", flag "listen", env "PLAZA_LISTEN", sample "127.0.0.1:9000";
+        /// Folder served at / (the web client).
+        web_root: PathBuf = "web", flag "web-root", env "PLAZA_WEB_ROOT", sample "/srv/plaza/web";
+        /// actix-web worker threads (signalling); 0 = one per core.
+        http_workers: usize = "0", flag "http-workers", env "PLAZA_HTTP_WORKERS", sample "4";
+        /// Threads of the media runtime (RTP forwarding, ICE, DTLS); 0 = one per core.
+        media_threads: usize = "0", flag "media-threads", env "PLAZA_MEDIA_THREADS", sample "2";
+        /// On SIGTERM/SIGINT, the longest the server takes to tell clients and stop.
+        shutdown_timeout: Duration = "5s",
+            flag "shutdown-timeout", env "PLAZA_SHUTDOWN_TIMEOUT", sample "30s";
+        /// STUN/TURN servers handed to clients in `joined`; on the command line as JSON:
+        /// [{"urls":["stun:host:3478"]}, ...]
+        ice_servers: Vec<IceServer> = "", flag "ice-servers", env "PLAZA_ICE_SERVERS",
+            sample r#"[{"urls":["stun:stun.example.com:3478"],"username":"u","credential":"c"}]"#;
+    }
+
+    pub struct HeartbeatConfig in heartbeat {
+        /// WebSocket ping interval.
+        interval: Duration = "5s", flag "heartbeat-interval", env "PLAZA_HEARTBEAT_INTERVAL", sample "1s";
+        /// Drop a connection silent for this long.
+        timeout: Duration = "15s", flag "heartbeat-timeout", env "PLAZA_HEARTBEAT_TIMEOUT", sample "30s";
+    }
+
+    /// Forwarding policy.
+    pub struct MediaConfig in media {
+        /// At most one keyframe request (PLI) per published track per this interval,
+        /// however many subscribers ask.
+        // A big room must not cause a PLI storm (each keyframe costs the publisher a
+        // burst of bits); the price is that subscribers who start within one interval
+        // of each other may wait for it. Shorter: video sooner; longer: fewer bursts.
+        keyframe_request_interval: Duration = "1s",
+            flag "keyframe-request-interval", env "PLAZA_KEYFRAME_REQUEST_INTERVAL", sample "500ms";
+    }
+
+    /// Where the server's own ICE candidates come from, and how fast a dead connection
+    /// is noticed.
+    pub struct IceConfig in ice {
+        /// Gather ICE candidates only on these local IPs (empty = all non-loopback
+        /// addresses). Listing a loopback address turns loopback candidates on.
+        ips: Vec<IpAddr> = "", flag "ice-ip", env "PLAZA_ICE_IPS", sample "127.0.0.1,10.0.0.2";
+        /// Gather ICE candidates only on these network interfaces (empty = all).
+        interfaces: Vec<String> = "", flag "ice-interface", env "PLAZA_ICE_INTERFACES", sample "eth0,eth1";
+        /// Public IPs to announce instead of the host addresses (1:1 NAT, Docker, cloud
+        /// VMs): one per local address, in the same order, or a single one.
+        nat_1to1_ips: Vec<String> = "", flag "nat-1to1-ip", env "PLAZA_NAT_1TO1_IPS", sample "203.0.113.7";
+        /// One UDP port for every peer connection (UDP mux): the easiest to open in
+        /// firewalls and Docker. Excludes udp_port_min/max.
+        udp_port: Option<u16> = "", flag "udp-port", env "PLAZA_UDP_PORT", sample "50000";
+        /// Lowest port of the ephemeral range: one UDP port per peer connection per
+        /// local address.
+        udp_port_min: Option<u16> = "", flag "udp-port-min", env "PLAZA_UDP_PORT_MIN", sample "50000";
+        /// Highest port of the ephemeral range.
+        udp_port_max: Option<u16> = "", flag "udp-port-max", env "PLAZA_UDP_PORT_MAX", sample "60000";
+        /// A client's connection is "disconnected" after this long without traffic.
+        disconnected_timeout: Duration = "5s",
+            flag "ice-disconnected-timeout", env "PLAZA_ICE_DISCONNECTED_TIMEOUT", sample "10s";
+        /// Still nothing after this long: "failed", and the participant is dropped.
+        failed_timeout: Duration = "15s",
+            flag "ice-failed-timeout", env "PLAZA_ICE_FAILED_TIMEOUT", sample "30s";
+        /// Keep-alive checks on an idle connection.
+        keepalive_interval: Duration = "2s",
+            flag "ice-keepalive-interval", env "PLAZA_ICE_KEEPALIVE_INTERVAL", sample "1s";
+    }
+
+    /// TURN REST credentials (coturn `use-auth-secret`): the server mints a short-lived
+    /// username/password per participant at join, so no long-lived secret reaches a
+    /// browser.
+    pub struct TurnConfig in turn {
+        /// TURN URLs the minted credentials are for, e.g.
+        /// turn:turn.example.com:3478?transport=udp
+        urls: Vec<String> = "", flag "turn-url", env "PLAZA_TURN_URLS",
+            sample "turn:turn.example.com:3478?transport=udp,turns:turn.example.com:443";
+        /// coturn's static-auth-secret; empty = no TURN REST credentials. Prefer the
+        /// variable to the flag.
+        secret: String = "", flag "turn-secret", env "PLAZA_TURN_SECRET", sample "turn-secret-0123", secret;
+        /// Lifetime of minted TURN credentials.
+        ttl: Duration = "24h", flag "turn-ttl", env "PLAZA_TURN_TTL", sample "1h";
+    }
+
+    pub struct LimitsConfig in limits {
+        /// Participants per room.
+        max_participants_per_room: usize = "16",
+            flag "max-participants-per-room", env "PLAZA_MAX_PARTICIPANTS_PER_ROOM", sample "8";
+        /// Rooms per server.
+        max_rooms: usize = "1000", flag "max-rooms", env "PLAZA_MAX_ROOMS", sample "10";
+        /// Media tracks one participant may publish.
+        max_tracks_per_participant: usize = "4",
+            flag "max-tracks-per-participant", env "PLAZA_MAX_TRACKS_PER_PARTICIPANT", sample "2";
+        /// Largest WebSocket frame accepted, in bytes; bigger ones close the socket with 1009.
+        max_frame_bytes: usize = "65536",
+            flag "max-frame-bytes", env "PLAZA_MAX_FRAME_BYTES", sample "131072";
+        /// Largest chat message relayed, in bytes.
+        max_chat_bytes: usize = "16384", flag "max-chat-bytes", env "PLAZA_MAX_CHAT_BYTES", sample "1024";
+        /// Longest room name.
+        max_room_name_len: usize = "64",
+            flag "max-room-name-len", env "PLAZA_MAX_ROOM_NAME_LEN", sample "32";
+        /// Longest display name, in characters.
+        max_display_name_len: usize = "64",
+            flag "max-display-name-len", env "PLAZA_MAX_DISPLAY_NAME_LEN", sample "32";
+        /// Signalling messages a connection may send per second, on average.
+        signalling_rate: f64 = "20", flag "signalling-rate", env "PLAZA_SIGNALLING_RATE", sample "2.5";
+        /// Signalling messages a connection may send at once.
+        signalling_burst: u32 = "50", flag "signalling-burst", env "PLAZA_SIGNALLING_BURST", sample "10";
+        /// Chat messages a participant may send per second, on average.
+        chat_rate: f64 = "5", flag "chat-rate", env "PLAZA_CHAT_RATE", sample "1.5";
+        /// Chat messages a participant may send at once.
+        chat_burst: u32 = "20", flag "chat-burst", env "PLAZA_CHAT_BURST", sample "5";
+        /// Join attempts one IP address may make per minute.
+        joins_per_ip_per_minute: u32 = "60",
+            flag "joins-per-ip-per-minute", env "PLAZA_JOINS_PER_IP_PER_MINUTE", sample "600";
+    }
+
+    /// Signed room tokens (see `plaza_protocol::auth`).
+    pub struct AuthConfig in auth {
+        /// HS256 secret room tokens are signed with; empty = rooms are open to anyone.
+        /// Prefer the variable to the flag.
+        secret: String = "", flag "auth-secret", env "PLAZA_AUTH_SECRET", sample "0123456789abcdef0123", secret;
+    }
+
+    /// The admin REST API (`/admin/...`).
+    pub struct AdminConfig in admin {
+        /// Key clients send in the X-Api-Key header; empty = the admin API is off. Prefer
+        /// the variable to the flag.
+        api_key: String = "", flag "admin-api-key", env "PLAZA_ADMIN_API_KEY", sample "key-0123456789abcdef", secret;
+    }
+
+    pub struct LogConfig in log {
+        /// A tracing filter, e.g. info or plaza=debug,webrtc=warn.
+        level: String = DEFAULT_LOG_FILTER, flag "log-level", env "PLAZA_LOG", sample "plaza=debug";
+        /// One JSON object per line instead of human-readable text.
+        json: bool = "false", flag "log-json", env "PLAZA_LOG_JSON", sample "true";
+    }
+}
+
+impl Config {
+    /// Defaults < the file (`--config`, else `PLAZA_CONFIG`) < `PLAZA_*` < flags, then
+    /// [`validate`](Self::validate).
+    pub fn load(args: &ConfigArgs) -> Result<Self> {
+        Self::load_from(
+            &|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()),
+            args,
+        )
+    }
+
+    /// [`load`](Self::load) with the environment read through `env`.
+    pub fn load_from(env: &dyn Fn(&str) -> Option<String>, args: &ConfigArgs) -> Result<Self> {
+        let config = Self::layered(env, args)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn layered(env: &dyn Fn(&str) -> Option<String>, args: &ConfigArgs) -> Result<Self> {
+        let file = args
+            .config
+            .clone()
+            .or_else(|| env("PLAZA_CONFIG").map(PathBuf::from));
+        let mut config = match file.as_deref() {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        for s in SETTINGS {
+            if let Some(text) = env(s.env) {
+                (s.set)(&mut config, &text)
+                    .map_err(|e| Error::Config(format!("{}: {e}", s.env)))?;
+            }
+        }
+        for (s, text) in &args.flags {
+            (s.set)(&mut config, text).map_err(|e| Error::Config(format!("--{}: {e}", s.flag)))?;
+        }
+        Ok(config)
+    }
+
+    fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| Error::Config(e.to_string()))
+    }
+
+    /// Rejects values that would only fail later, naming the key.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, why: String| Err(Error::Config(format!("{key}: {why}")));
+        if self.shutdown_timeout < Duration::from_millis(500) {
+            return bad("shutdown_timeout", "must be at least 500ms".into());
+        }
+        if self.media.keyframe_request_interval < Duration::from_millis(50) {
+            return bad(
+                "media.keyframe_request_interval",
+                "must be at least 50ms (a keyframe takes longer than that to arrive)".into(),
+            );
+        }
+        if self.heartbeat.interval.is_zero() {
+            return bad("heartbeat.interval", "must be more than 0".into());
+        }
+        if self.heartbeat.timeout <= self.heartbeat.interval {
+            return bad(
+                "heartbeat.timeout",
+                format!(
+                    "must be longer than heartbeat.interval ({})",
+                    humantime::format_duration(self.heartbeat.interval)
+                ),
+            );
+        }
+        let ice = &self.ice;
+        match (ice.udp_port, ice.udp_port_min, ice.udp_port_max) {
+            (Some(0), _, _) => return bad("ice.udp_port", "must be 1-65535".into()),
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                return bad(
+                    "ice.udp_port",
+                    "set either one UDP port (mux) or a port range (udp_port_min/max), not both"
+                        .into(),
+                )
+            }
+            (None, Some(min), Some(max)) if min == 0 || min > max => {
+                return bad(
+                    "ice.udp_port_min",
+                    format!("range {min}-{max} is empty or starts at 0"),
+                )
+            }
+            (None, Some(_), None) | (None, None, Some(_)) => {
+                return bad(
+                    "ice.udp_port_min",
+                    "set both udp_port_min and udp_port_max".into(),
+                )
+            }
+            _ => {}
+        }
+        for mapping in &ice.nat_1to1_ips {
+            // "public" or "public/local" (which local address it stands for).
+            let ok = mapping.split('/').count() <= 2
+                && mapping.split('/').all(|ip| ip.parse::<IpAddr>().is_ok());
+            if !ok {
+                return bad(
+                    "ice.nat_1to1_ips",
+                    format!("{mapping:?} is not an IP address (or public/local pair)"),
+                );
+            }
+        }
+        if ice.keepalive_interval.is_zero()
+            || ice.disconnected_timeout <= ice.keepalive_interval
+            || ice.failed_timeout < ice.disconnected_timeout
+        {
+            return bad(
+                "ice.failed_timeout",
+                "need keepalive_interval < disconnected_timeout <= failed_timeout".into(),
+            );
+        }
+        for (i, s) in self.ice_servers.iter().enumerate() {
+            if s.urls.is_empty() {
+                return bad(&format!("ice_servers[{i}].urls"), "is empty".into());
+            }
+            for url in &s.urls {
+                check_ice_url(url).or_else(|why| bad(&format!("ice_servers[{i}].urls"), why))?;
+            }
+        }
+        if !self.turn.secret.is_empty() && self.turn.urls.is_empty() {
+            return bad("turn.urls", "turn.secret is set but no TURN URL is".into());
+        }
+        if self.turn.secret.is_empty() && !self.turn.urls.is_empty() {
+            return bad(
+                "turn.secret",
+                "turn.urls is set but turn.secret is empty, so no TURN credentials would be \
+                 minted (for static credentials, list the server in ice_servers instead)"
+                    .into(),
+            );
+        }
+        for url in &self.turn.urls {
+            check_ice_url(url).or_else(|why| bad("turn.urls", why))?;
+            if !(url.starts_with("turn:") || url.starts_with("turns:")) {
+                return bad("turn.urls", format!("{url:?} is not a turn: or turns: URL"));
+            }
+        }
+        if self.turn.ttl.is_zero() {
+            return bad("turn.ttl", "must be more than 0".into());
+        }
+        let l = &self.limits;
+        for (key, v) in [
+            (
+                "limits.max_participants_per_room",
+                l.max_participants_per_room,
+            ),
+            ("limits.max_rooms", l.max_rooms),
+            (
+                "limits.max_tracks_per_participant",
+                l.max_tracks_per_participant,
+            ),
+            ("limits.max_chat_bytes", l.max_chat_bytes),
+            ("limits.max_room_name_len", l.max_room_name_len),
+            ("limits.max_display_name_len", l.max_display_name_len),
+        ] {
+            if v == 0 {
+                return bad(key, "must be more than 0".into());
+            }
+        }
+        for (key, v) in [
+            ("limits.signalling_rate", l.signalling_rate),
+            ("limits.chat_rate", l.chat_rate),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(key, "must be a number more than 0".into());
+            }
+        }
+        for (key, v) in [
+            ("limits.signalling_burst", l.signalling_burst),
+            ("limits.chat_burst", l.chat_burst),
+            ("limits.joins_per_ip_per_minute", l.joins_per_ip_per_minute),
+        ] {
+            if v == 0 {
+                return bad(key, "must be more than 0".into());
+            }
+        }
+        if !self.auth.secret.is_empty() && self.auth.secret.len() < 16 {
+            return bad("auth.secret", "use at least 16 characters".into());
+        }
+        if !self.admin.api_key.is_empty() && self.admin.api_key.len() < 16 {
+            return bad("admin.api_key", "use at least 16 characters".into());
+        }
+        if l.max_frame_bytes < 1024 {
+            return bad("limits.max_frame_bytes", "must be at least 1024".into());
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return bad(
+                "log.level",
+                format!("{:?} is not a log filter", self.log.level),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn check_ice_url(url: &str) -> std::result::Result<(), String> {
+    const SCHEMES: [&str; 4] = ["stun:", "stuns:", "turn:", "turns:"];
+    let Some(rest) = SCHEMES.iter().find_map(|s| url.strip_prefix(s)) else {
+        return Err(format!(
+            "{url:?} must start with stun:, stuns:, turn: or turns:"
+        ));
+    };
+    // host[:port][?transport=udp|tcp]; browsers reject a URL without a host.
+    let host = rest.split(['?', ':']).next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(())
+}
