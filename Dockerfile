@@ -8,11 +8,14 @@
 # toolchain the project is built and tested with.
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-# The whole (filtered, see .dockerignore) tree: Cargo reads every target named in
-# Cargo.toml, benches included, so copying only src/ is not enough to build.
+# The whole (filtered, see .dockerignore) tree: Cargo reads every workspace member's
+# manifest and every target named in them, so copying only src/ is not enough.
 COPY . .
-# --locked: exactly the dependency versions the tests ran with.
-RUN cargo build --release --locked --bin plaza \
+# --locked: exactly the dependency versions the tests ran with. `-p plaza --bin plaza`
+# compiles the server and its own dependencies only: the client, the load and soak
+# tools and their plotting, progress bars and histograms are other crates
+# (`cargo tree -p plaza -e normal` shows what this builds).
+RUN cargo build --release --locked -p plaza --bin plaza \
  && install -D -m 0755 target/release/plaza /out/plaza
 
 FROM debian:bookworm-slim

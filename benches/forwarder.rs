@@ -20,9 +20,9 @@ use std::sync::Mutex;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use plaza::client::media;
-use plaza::rtc::codec::PayloadFormat;
 use plaza::rtc::forwarder::{Forwarder, Verdict};
+use plaza_client::media;
+use plaza_rtc::PayloadFormat;
 use webrtc::rtp::header::Header;
 use webrtc::rtp::packet::Packet;
 use webrtc::srtp::context::Context;

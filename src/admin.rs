@@ -10,10 +10,11 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
-use crate::auth::secrets_equal;
-use crate::ids::{ParticipantId, RoomId};
+use plaza_protocol::auth::secrets_equal;
+use plaza_protocol::{ParticipantId, RoomId};
+
 use crate::room::{CloseRoom, Describe, Kick, RoomSnapshot};
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(

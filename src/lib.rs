@@ -14,9 +14,15 @@
 //! - [`room::Room`], one per room, started on first join and stopped when the last
 //!   member leaves: membership, published tracks, who subscribes to what, chat relay.
 //! - [`registry::Registry`] (`dashmap`): every live connection and room. Entries are
-//!   removed by guards their owners hold, so teardown cannot be forgotten.
+//!   removed by guards their owners hold ([`guard`]), so teardown cannot be forgotten.
+//!   It knows a session only as what stops it and a room as its address, so neither
+//!   imports it back: the modules form no circle.
+//! - [`state::AppState`]: what every handler and session shares (config, registry,
+//!   media plane, token verifier, counters).
 //!
-//! **Media plane: tasks, not mailboxes** (fast, lock-light), all in [`rtc`].
+//! **Media plane: tasks, not mailboxes** (fast, lock-light), all in [`rtc`], the only
+//! module that names a webrtc-rs type: sessions see [`rtc::PeerEvent`] and Plaza's own
+//! handles.
 //! - Each published track ([`rtc::up_track::UpTrack`]) has one task that reads its RTP
 //!   and writes each packet to every subscriber's [`rtc::down_track::DownTrack`]. The
 //!   subscriber list is copy-on-write, so the loop never waits on the control plane.
@@ -33,32 +39,31 @@
 //! (no glare) and neither side needs "perfect negotiation" rollbacks. The server keeps
 //! one subscriber offer in flight and folds changes made meanwhile into the next one.
 //!
+//! ## The workspace
+//! This crate is the server. Beside it (docs/decisions.md §9): `plaza-protocol` (the
+//! messages, ids, errors, tokens and the pure signalling state machine every client
+//! frame goes through), `plaza-rtc` (what the server and the test client agree on about
+//! WebRTC), `plaza-client` (a headless participant) and `plaza-tools` (the in-process
+//! test server, `plaza-load`, `plaza-soak`).
+//!
 //! ## Entry points
 //! [`run`] serves a [`config::Config`] on a listener until a shutdown future resolves
-//! (inside an actix system); [`testing::TestServer`] starts one in-process on port 0;
-//! [`client::Participant`] is a headless participant speaking the real protocol with
-//! real WebRTC, used by the tests and the load generator.
+//! (inside an actix system); [`Plaza`] does the same with handles to the registry and
+//! the media counters, for tests (`plaza_tools::testing::TestServer` starts one on port
+//! 0). Every setting is declared once in [`config`].
 
 pub mod admin;
-pub mod auth;
-pub mod client;
 pub mod config;
 pub mod error;
-pub mod fuzzing;
-pub mod ids;
+pub mod guard;
 pub mod logging;
 pub mod metrics;
-pub mod procstat;
-pub mod protocol;
-pub mod rate;
 pub mod registry;
 pub mod room;
 pub mod rtc;
 pub mod server;
-pub mod server_process;
 pub mod session;
-pub mod soak;
-pub mod testing;
+pub mod state;
 pub mod turn;
 
 pub use config::Config;

@@ -97,11 +97,10 @@ fn token(args: TokenArgs) -> ExitCode {
     let secret = match args.secret {
         Some(s) => s,
         None => {
-            let loaded = Config::load(&ConfigArgs {
-                config: args.config.clone(),
-                ..Default::default()
-            });
-            match loaded {
+            // No flags: the file, then the PLAZA_* environment, as `plaza serve` reads them.
+            let mut file_only = ConfigArgs::default();
+            file_only.config = args.config.clone();
+            match Config::load(&file_only) {
                 Ok(c) => c.auth.secret,
                 Err(e) => {
                     eprintln!("plaza token: {e}");
@@ -114,15 +113,15 @@ fn token(args: TokenArgs) -> ExitCode {
         eprintln!("plaza token: no secret: pass --secret, set PLAZA_AUTH_SECRET or auth.secret in --config");
         return ExitCode::from(2);
     }
-    let claims = plaza::auth::Claims {
+    let claims = plaza_protocol::auth::Claims {
         room: args.room,
         sub: args.identity,
         name: args.name,
         publish: !args.no_publish,
         subscribe: !args.no_subscribe,
-        exp: plaza::auth::expiry_in(args.ttl),
+        exp: plaza_protocol::auth::expiry_in(args.ttl),
     };
-    match plaza::auth::mint(&secret, &claims) {
+    match plaza_protocol::auth::mint(&secret, &claims) {
         Ok(t) => {
             println!("{t}");
             ExitCode::SUCCESS

@@ -1,27 +1,36 @@
 //! The registry of everything alive: every WebSocket connection and every room.
 //!
-//! Entries are added by the owner and removed by a guard the owner holds, so no code
-//! path (clean leave, dropped socket, heartbeat timeout, panic in a handler) can forget
-//! to remove one. `/healthz`, `/metrics` and the tests read it; after every test it is
-//! empty.
+//! Entries are added by their owner and removed by a guard the owner holds
+//! ([`ConnectionGuard`] in the session, an [`OnDrop`] in the room), so no code path
+//! (clean leave, dropped socket, heartbeat timeout, panic in a handler) can forget to
+//! remove one. `/healthz`, `/metrics`, the admin API and the tests read it; after every
+//! test it is empty.
+//!
+//! It knows a session only as what it needs to stop it (a `Recipient<Shutdown>`), and a
+//! room as its address; neither imports this module back.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicI64;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use actix::Addr;
+use actix::{Addr, Message, Recipient};
 use dashmap::DashMap;
+use plaza_protocol::{ParticipantId, ProtocolError, RoomId};
 
-use crate::error::ProtocolError;
-use crate::ids::{ParticipantId, RoomId};
+use crate::guard::{OnDrop, TaskGuard};
 use crate::room::Room;
-use crate::session::WsSession;
+
+/// The server is shutting down: the session tells its client and closes.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct Shutdown;
 
 /// One WebSocket connection (a participant from connect to close).
 #[derive(Debug, Clone)]
 pub struct Connection {
-    pub session: Addr<WsSession>,
+    /// How to stop it.
+    pub session: Recipient<Shutdown>,
     pub peer_addr: Option<SocketAddr>,
     pub connected_at: Instant,
     /// Set once the participant has joined a room.
@@ -29,10 +38,19 @@ pub struct Connection {
     pub name: Option<Arc<str>>,
 }
 
+/// A room in the map. The serial tells a room from a newer one of the same name, so a
+/// closing room's guard never removes its successor.
+#[derive(Debug, Clone)]
+struct RoomEntry {
+    serial: u64,
+    addr: Addr<Room>,
+}
+
 #[derive(Debug)]
 pub struct Registry {
     connections: DashMap<ParticipantId, Connection>,
-    rooms: DashMap<RoomId, Addr<Room>>,
+    rooms: DashMap<RoomId, RoomEntry>,
+    next_serial: AtomicU64,
     /// Room actors alive, counted by a guard each `Room` holds: an actor that left the
     /// map but never stopped (or stopped but was never dropped) still counts here.
     room_actors: Arc<AtomicI64>,
@@ -44,6 +62,7 @@ impl Default for Registry {
         Self {
             connections: DashMap::new(),
             rooms: DashMap::new(),
+            next_serial: AtomicU64::new(0),
             room_actors: Arc::default(),
             started: Instant::now(),
         }
@@ -56,6 +75,13 @@ pub struct Counts {
     pub connections: usize,
     pub participants: usize,
     pub rooms: usize,
+}
+
+/// What a new room actor is given to stay registered: dropping (or running) `entry`
+/// removes the room from the map; `alive` counts the actor until it is dropped.
+pub struct RoomRegistration {
+    pub entry: OnDrop,
+    pub alive: TaskGuard,
 }
 
 impl Registry {
@@ -99,37 +125,59 @@ impl Registry {
     }
 
     pub fn room(&self, id: &RoomId) -> Option<Addr<Room>> {
-        self.rooms.get(id).map(|r| r.clone())
+        self.rooms.get(id).map(|r| r.addr.clone())
     }
 
     pub fn rooms(&self) -> Vec<(RoomId, Addr<Room>)> {
         self.rooms
             .iter()
-            .map(|e| (e.key().clone(), e.value().clone()))
+            .map(|e| (e.key().clone(), e.value().addr.clone()))
             .collect()
     }
 
     /// The room's actor, started on first use. `start` runs under the map's entry lock,
-    /// so two participants joining a new room at once get the same actor.
+    /// so two participants joining a new room at once get the same actor; it is handed
+    /// the registration the actor must hold.
     pub fn room_or_start(
-        &self,
+        self: &Arc<Self>,
         id: &RoomId,
         max_rooms: usize,
-        start: impl FnOnce() -> Addr<Room>,
+        start: impl FnOnce(RoomRegistration) -> Addr<Room>,
     ) -> Result<Addr<Room>, ProtocolError> {
         if let Some(room) = self.rooms.get(id) {
-            return Ok(room.clone());
+            return Ok(room.addr.clone());
         }
         if self.rooms.len() >= max_rooms {
             return Err(ProtocolError::TooManyRooms(max_rooms));
         }
-        Ok(self.rooms.entry(id.clone()).or_insert_with(start).clone())
+        let entry = self.rooms.entry(id.clone()).or_insert_with(|| {
+            let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
+            let registry: Weak<Registry> = Arc::downgrade(self);
+            let room_id = id.clone();
+            let registration = RoomRegistration {
+                entry: OnDrop::new(move || {
+                    if let Some(registry) = registry.upgrade() {
+                        registry.remove_room_entry(&room_id, serial);
+                    }
+                }),
+                alive: TaskGuard::new(&self.room_actors),
+            };
+            RoomEntry {
+                serial,
+                addr: start(registration),
+            }
+        });
+        Ok(entry.addr.clone())
     }
 
-    /// Called by a room that has decided to close; only removes the entry if it is
-    /// still that room's (a new room of the same name may have been started since).
-    pub fn remove_room(&self, id: &RoomId, addr: &Addr<Room>) {
-        self.rooms.remove_if(id, |_, a| a == addr);
+    /// Forgets a room that refused a join as closing or whose actor is gone, so the
+    /// next try starts a fresh one (only that room: a newer one of the name stays).
+    pub fn forget_room(&self, id: &RoomId, addr: &Addr<Room>) {
+        self.rooms.remove_if(id, |_, e| &e.addr == addr);
+    }
+
+    fn remove_room_entry(&self, id: &RoomId, serial: u64) {
+        self.rooms.remove_if(id, |_, e| e.serial == serial);
     }
 
     pub fn counts(&self) -> Counts {
@@ -142,12 +190,7 @@ impl Registry {
 
     /// Room actors alive now (see the field); 0 once every room has stopped.
     pub fn room_actors(&self) -> i64 {
-        crate::rtc::stats::MediaStats::gauge(&self.room_actors)
-    }
-
-    /// A guard counting one room actor for as long as it lives (held by `Room`).
-    pub fn room_actor_guard(&self) -> crate::rtc::stats::TaskGuard {
-        crate::rtc::stats::TaskGuard::new(&self.room_actors)
+        crate::guard::gauge(&self.room_actors)
     }
 
     pub fn is_empty(&self) -> bool {

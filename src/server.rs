@@ -12,25 +12,17 @@ use actix_web_actors::ws;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::auth::TokenVerifier;
+use plaza_protocol::auth::TokenVerifier;
+use plaza_protocol::rate::PerIpLimiter;
+
 use crate::config::Config;
 use crate::error::Result;
+use crate::guard::gauge;
 use crate::metrics::Metrics;
-use crate::rate::PerIpLimiter;
-use crate::registry::Registry;
+use crate::registry::{Registry, Shutdown};
 use crate::rtc::{MediaPlane, MediaStats};
-use crate::session::{Shutdown, WsSession};
-
-/// What every handler and actor shares.
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub registry: Arc<Registry>,
-    pub media: Arc<MediaPlane>,
-    /// Verifies room tokens; `None` when rooms are open (no `auth.secret`).
-    pub tokens: Option<Arc<TokenVerifier>>,
-    pub join_limiter: PerIpLimiter,
-    pub metrics: Metrics,
-}
+use crate::session::WsSession;
+use crate::state::AppState;
 
 /// A configured server, ready to `run`. Tests keep `registry()` and `media_stats()` to
 /// check teardown from outside.
@@ -72,7 +64,7 @@ impl Plaza {
     }
 
     /// Serves on `listener` until `shutdown` resolves. Must run inside an actix system
-    /// (`actix_web::rt::System`), as `main` and `crate::testing` do.
+    /// (`actix_web::rt::System`), as `main` and `plaza_tools::testing` do.
     pub async fn run(
         self,
         listener: TcpListener,
@@ -185,9 +177,9 @@ async fn healthz(state: web::Data<AppState>) -> HttpResponse {
         room_actors: state.registry.room_actors(),
         participants: counts.participants,
         connections: counts.connections,
-        tracks: MediaStats::gauge(&stats.forwarding_tasks),
-        subscriptions: MediaStats::gauge(&stats.subscriptions),
-        peer_connections: MediaStats::gauge(&stats.peer_connections),
+        tracks: gauge(&stats.forwarding_tasks),
+        subscriptions: gauge(&stats.subscriptions),
+        peer_connections: gauge(&stats.peer_connections),
     })
 }
 

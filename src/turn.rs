@@ -9,9 +9,9 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
+use plaza_protocol::{IceServer, ParticipantId};
+
 use crate::config::Config;
-use crate::ids::ParticipantId;
-use crate::protocol::IceServer;
 
 pub fn rest_credential(secret: &str, username: &str) -> String {
     // HMAC accepts keys of any length, so this cannot fail.

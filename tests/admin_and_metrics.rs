@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use plaza::client::Event;
-use plaza::protocol::ServerMessage;
+use plaza_client::Event;
+use plaza_protocol::ServerMessage;
 
 const KEY: &str = "an-admin-key-for-tests";
 
@@ -140,7 +140,7 @@ async fn admin_api_lists_kicks_and_closes_behind_its_key() {
     drop((ann, bob, cy));
     // The sessions end first; the room actor unregisters when it has seen
     // its last member leave, a moment later. Wait for both.
-    let ops = plaza::ids::RoomId::parse("ops", 64).unwrap();
+    let ops = plaza_protocol::ids::RoomId::parse("ops", 64).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while server.registry.counts().participants != 1 || server.registry.room(&ops).is_some() {
         assert!(

@@ -6,9 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use plaza::auth::{expiry_in, mint, Claims, TokenVerifier};
-use plaza::client::{Participant, ParticipantOptions};
-use plaza::protocol::ServerMessage;
+use plaza_client::{Participant, ParticipantOptions};
+use plaza_protocol::auth::{expiry_in, mint, Claims, TokenVerifier};
+use plaza_protocol::ServerMessage;
 
 const SECRET: &str = "a-test-secret-of-some-length";
 
@@ -28,7 +28,7 @@ fn token(room: &str, publish: bool, subscribe: bool, ttl: Duration) -> String {
 }
 
 fn with_token(
-    server: &plaza::testing::TestServer,
+    server: &plaza_tools::testing::TestServer,
     room: &str,
     name: &str,
     t: &str,
@@ -43,7 +43,7 @@ async fn with_a_secret_only_valid_tokens_for_the_room_get_in() {
     let server = server_with(|c| c.auth.secret = SECRET.into());
     let refused = |o: ParticipantOptions| async move {
         match Participant::join(o).await {
-            Err(plaza::client::ClientError::Refused { code, message }) => (code, message),
+            Err(plaza_client::ClientError::Refused { code, message }) => (code, message),
             Err(e) => panic!("unexpected failure {e}"),
             Ok(_) => panic!("joined without a valid token"),
         }
@@ -156,7 +156,7 @@ async fn a_subscribe_only_token_receives_but_cannot_publish() {
     watcher.chat("hello from the audience", None).await.unwrap();
     speaker
         .wait_for("chat from the watcher", WAIT, |ev| {
-            ev.iter().any(|e| matches!(e, plaza::client::Event::Chat(c) if c.text == "hello from the audience")).then_some(())
+            ev.iter().any(|e| matches!(e, plaza_client::Event::Chat(c) if c.text == "hello from the audience")).then_some(())
         })
         .await
         .unwrap();
@@ -273,7 +273,7 @@ async fn floods_are_rate_limited_and_others_are_unaffected() {
     let relayed = bob
         .events()
         .iter()
-        .filter(|e| matches!(e, plaza::client::Event::Chat(c) if c.text.starts_with("spam")))
+        .filter(|e| matches!(e, plaza_client::Event::Chat(c) if c.text.starts_with("spam")))
         .count();
     assert!(
         relayed <= 4,

@@ -7,11 +7,11 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use plaza::client::Event;
-use plaza::protocol::ServerMessage;
+use plaza_client::Event;
+use plaza_protocol::ServerMessage;
 
 /// Packets `p` has received so far.
-fn received(p: &plaza::client::Participant) -> u64 {
+fn received(p: &plaza_client::Participant) -> u64 {
     p.remote_tracks().iter().map(|t| t.packets).sum()
 }
 

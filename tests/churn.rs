@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use plaza::rtc::MediaStats;
-use plaza::soak::{self, LeaveKind, SoakOptions, SoakReport};
-use plaza::testing::TestServer;
+use plaza_tools::soak::{self, LeaveKind, SoakOptions, SoakReport};
+use plaza_tools::testing::TestServer;
 
 /// Cycles after the warm-up; with 3 leave kinds in turn, 100 of each.
 const CYCLES: u64 = 300;
@@ -83,7 +83,8 @@ async fn the_server_process_keeps_no_file_descriptor() {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("churn");
     let json = dir.join("soak.json");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_plaza-soak"))
+    let soak = plaza_tools::server_process::workspace_binary("plaza-soak").expect("plaza-soak");
+    let out = tokio::process::Command::new(soak)
         .args(["--server-bin", env!("CARGO_BIN_EXE_plaza")])
         .args(["--cycles", &CYCLES.to_string()])
         .args(["--warmup-cycles", &WARMUP.to_string()])

@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use plaza::client::Event;
-use plaza::protocol::ChatOut;
+use plaza_client::Event;
+use plaza_protocol::ChatOut;
 
 fn chats(events: &[Event]) -> Vec<ChatOut> {
     events
@@ -62,7 +62,7 @@ async fn chat_reaches_exactly_the_others_and_direct_messages_only_their_target()
         .await
         .unwrap();
     }
-    let texts = |p: &plaza::client::Participant| -> Vec<String> {
+    let texts = |p: &plaza_client::Participant| -> Vec<String> {
         chats(&p.events()).into_iter().map(|c| c.text).collect()
     };
     assert_eq!(
@@ -103,7 +103,7 @@ async fn oversized_malformed_or_misaddressed_chat_is_refused() {
     let msg = ann
         .wait_for("unknown target error", WAIT, |ev| {
             ev.iter().find_map(|e| match e {
-                Event::Server(plaza::protocol::ServerMessage::Error { message, .. })
+                Event::Server(plaza_protocol::ServerMessage::Error { message, .. })
                     if message.contains("Pnobody") =>
                 {
                     Some(message.clone())

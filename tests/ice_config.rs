@@ -9,10 +9,10 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use common::*;
-use plaza::client::{Event, Participant};
 use plaza::config::Config;
-use plaza::protocol::{PeerTarget, ServerMessage};
-use plaza::testing::{loopback_config, TestServer};
+use plaza_client::{Event, Participant};
+use plaza_protocol::{PeerTarget, ServerMessage};
+use plaza_tools::testing::{loopback_config, TestServer};
 
 /// A documentation address (RFC 5737, TEST-NET-3): it stands for the public IP and is
 /// never contacted. The NAT tests only read the server's candidates; no ICE agent

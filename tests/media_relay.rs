@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::*;
-use plaza::protocol::MediaKind;
+use plaza_protocol::MediaKind;
 
 /// Three participants in room A each receive the other two's audio and video; every
 /// payload received is one the named publisher sent, never one of its own. Room B's

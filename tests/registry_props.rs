@@ -26,10 +26,10 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use plaza::ids::RoomId;
-use plaza::protocol::ServerMessage;
 use plaza::room::Describe;
-use plaza::testing::TestServer;
+use plaza_protocol::ids::RoomId;
+use plaza_protocol::ServerMessage;
+use plaza_tools::testing::TestServer;
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use tokio::net::TcpStream;

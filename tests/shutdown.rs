@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use plaza::client::{Participant, ParticipantOptions};
+use plaza_client::{Participant, ParticipantOptions};
 
 const ADMIN_KEY: &str = "admin-key-do-not-log-0123";
 const TURN_SECRET: &str = "turn-secret-do-not-log-4567";

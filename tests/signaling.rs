@@ -6,8 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use plaza::client::Event;
-use plaza::protocol::{MediaKind, ServerMessage};
+use plaza_client::Event;
+use plaza_protocol::{MediaKind, ServerMessage};
 
 /// A participant joining a running call gets the existing tracks, and its first video
 /// packet from each publisher is a keyframe the server asked that publisher for (the

@@ -7,9 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use plaza::client::Event;
-use plaza::ids::RoomId;
-use plaza::protocol::ServerMessage;
+use plaza_client::Event;
+use plaza_protocol::ids::RoomId;
+use plaza_protocol::ServerMessage;
 
 fn left(events: &[Event], id: &str) -> bool {
     events.iter().any(|e| {

@@ -12,10 +12,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::coturn::Coturn;
 use common::*;
-use plaza::client::{Event, Participant};
-use plaza::protocol::{IceServer, PeerTarget};
-use plaza::testing::TestServer;
 use plaza::turn::rest_credential;
+use plaza_client::{Event, Participant};
+use plaza_protocol::{IceServer, PeerTarget};
+use plaza_tools::testing::TestServer;
 use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
 use webrtc::ice_transport::ice_gathering_state::RTCIceGatheringState;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;

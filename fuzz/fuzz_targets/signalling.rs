@@ -1,4 +1,4 @@
-//! A whole session through the signalling state machine (`plaza::fuzzing::signalling`).
+//! A whole session through the signalling state machine (`plaza_protocol::fuzzing::signalling`).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| plaza::fuzzing::signalling(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| plaza_protocol::fuzzing::signalling(data));

@@ -4,10 +4,9 @@ use std::sync::Arc;
 
 use actix::{Message, Recipient};
 
-use crate::error::ProtocolError;
-use crate::ids::{ParticipantId, TrackId};
-use crate::protocol::{MediaKind, ParticipantInfo};
-use crate::rtc::up_track::UpTrack;
+use plaza_protocol::{MediaKind, ParticipantId, ParticipantInfo, ProtocolError, TrackId};
+
+use crate::rtc::UpTrack;
 
 /// What a room tells each member's session.
 #[derive(Clone, Message)]
@@ -96,7 +95,7 @@ pub struct Describe;
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RoomSnapshot {
     pub participants: Vec<ParticipantInfo>,
-    pub tracks: Vec<crate::protocol::TrackInfo>,
+    pub tracks: Vec<plaza_protocol::TrackInfo>,
 }
 
 /// An operator removes one participant (admin API).

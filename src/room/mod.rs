@@ -15,11 +15,10 @@ use actix::prelude::*;
 use tracing::{debug, info, info_span, Span};
 
 pub use self::messages::*;
-use crate::error::ProtocolError;
-use crate::ids::{ParticipantId, RoomId};
-use crate::protocol::{ChatOut, MediaKind, ParticipantInfo};
-use crate::registry::Registry;
-use crate::rtc::up_track::UpTrack;
+use plaza_protocol::{ChatOut, MediaKind, ParticipantId, ParticipantInfo, ProtocolError, RoomId};
+
+use crate::guard::{OnDrop, TaskGuard};
+use crate::rtc::UpTrack;
 
 struct Member {
     info: ParticipantInfo,
@@ -28,30 +27,28 @@ struct Member {
 }
 
 pub struct Room {
-    id: RoomId,
-    registry: Arc<Registry>,
     max_participants: usize,
     /// In join order.
     members: Vec<Member>,
     closing: bool,
-    addr: Option<Addr<Room>>,
     span: Span,
+    /// Keeps this room in the registry's map; run when the room decides to close (and
+    /// at the latest when the actor is dropped).
+    registered: OnDrop,
     /// Counts this actor in `Registry::room_actors` until it is dropped.
-    _alive: crate::rtc::stats::TaskGuard,
+    _alive: TaskGuard,
 }
 
 impl Room {
-    pub fn new(id: RoomId, registry: Arc<Registry>, max_participants: usize) -> Self {
-        let span = info_span!("room", room = %id);
-        let alive = registry.room_actor_guard();
+    /// A room that stays registered as long as `registered` lives (see
+    /// `Registry::room_or_start`, which hands both guards out).
+    pub fn new(id: &RoomId, max_participants: usize, registered: OnDrop, alive: TaskGuard) -> Self {
         Self {
-            id,
-            registry,
             max_participants,
             members: Vec::new(),
             closing: false,
-            addr: None,
-            span,
+            span: info_span!("room", room = %id),
+            registered,
             _alive: alive,
         }
     }
@@ -91,9 +88,9 @@ impl Room {
 
     fn close(&mut self, ctx: &mut Context<Self>) {
         self.closing = true;
-        if let Some(addr) = &self.addr {
-            self.registry.remove_room(&self.id, addr);
-        }
+        // Out of the map now, in this handler: a join already queued here is refused as
+        // `Closing`, and its session starts a fresh room.
+        self.registered.run();
         ctx.stop();
     }
 }
@@ -101,8 +98,7 @@ impl Room {
 impl Actor for Room {
     type Context = Context<Self>;
 
-    fn started(&mut self, ctx: &mut Self::Context) {
-        self.addr = Some(ctx.address());
+    fn started(&mut self, _ctx: &mut Self::Context) {
         let _e = self.span.clone().entered();
         info!("room started");
     }
@@ -115,9 +111,7 @@ impl Actor for Room {
                 t.stop();
             }
         }
-        if let Some(addr) = &self.addr {
-            self.registry.remove_room(&self.id, addr);
-        }
+        self.registered.run();
         info!("room stopped");
     }
 }
@@ -176,7 +170,7 @@ impl Handler<Publish> for Room {
             return;
         };
         member.tracks.push(Arc::clone(&msg.track));
-        info!(participant = %msg.participant_id, track = %msg.track.id, codec = %msg.track.codec.mime_type, "track published");
+        info!(participant = %msg.participant_id, track = %msg.track.id, codec = %msg.track.mime_type(), "track published");
         self.broadcast(&msg.participant_id, RoomEvent::TrackPublished(msg.track));
     }
 }

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use webrtc::data_channel::RTCDataChannel;
 
+use super::peer::DataChannel;
+
 /// Messages waiting to be sent to one participant before new ones are dropped.
 const OUTBOX: usize = 256;
 
@@ -21,7 +23,8 @@ pub struct ChatChannel {
 impl ChatChannel {
     /// Starts the outbox on the media runtime. (Incoming messages are wired when the
     /// channel is announced: see `peer.rs`.)
-    pub fn attach(channel: Arc<RTCDataChannel>, media: &tokio::runtime::Handle) -> ChatChannel {
+    pub fn attach(channel: DataChannel, media: &tokio::runtime::Handle) -> ChatChannel {
+        let channel: Arc<RTCDataChannel> = channel.0;
         // webrtc-rs announces a remote channel before it is open (sends would fail),
         // so the outbox starts draining on `on_open`, which also fires if it already is.
         let (opened_tx, opened) = tokio::sync::oneshot::channel::<()>();

@@ -18,10 +18,11 @@ use webrtc::rtp_transceiver::rtp_codec::{
 };
 use webrtc::track::track_local::{TrackLocal, TrackLocalContext, TrackLocalWriter};
 
-use super::codec::PayloadFormat;
+use plaza_protocol::{ParticipantId, TrackId};
+use plaza_rtc::PayloadFormat;
+
 use super::forwarder::{Forwarder, Verdict};
 use super::stats::{MediaStats, TaskGuard};
-use crate::ids::{ParticipantId, TrackId};
 
 /// What the negotiation gave this track on the subscriber's connection.
 struct Binding {

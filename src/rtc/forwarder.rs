@@ -14,7 +14,7 @@
 
 use webrtc::rtp::header::Header;
 
-use super::codec::PayloadFormat;
+use plaza_rtc::PayloadFormat;
 
 /// What to do with one packet for one subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

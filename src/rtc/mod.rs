@@ -7,7 +7,6 @@
 //!   `DownTrack`: that track as one subscriber gets it; `Forwarder`: the pure
 //!   per-subscriber packet decision; `ChatChannel`: the chat data channel.
 
-pub mod codec;
 pub mod data;
 pub mod down_track;
 pub mod forwarder;
@@ -21,21 +20,34 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::runtime::{Handle, Runtime};
-use webrtc::api::interceptor_registry::{configure_rtcp_reports, configure_twcc_receiver_only};
 use webrtc::api::media_engine::MediaEngine;
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::{APIBuilder, API};
-use webrtc::ice::mdns::MulticastDnsMode;
 use webrtc::ice::udp_mux::{UDPMuxDefault, UDPMuxParams};
 use webrtc::ice::udp_network::{EphemeralUDP, UDPNetwork};
 use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
-use webrtc::interceptor::registry::Registry;
 
-pub use self::peer::{Peer, PeerEvent, PeerEventHandler};
+pub use self::data::ChatChannel;
+pub use self::down_track::DownTrack;
+pub use self::peer::{
+    ConnectionState, DataChannel, DataMessage, IceConnectionState, Peer, PeerEvent,
+    PeerEventHandler, RemoteTrack, SenderHandle,
+};
 pub use self::stats::MediaStats;
+pub use self::up_track::UpTrack;
+use plaza_protocol::PeerTarget;
+use plaza_rtc::codec;
+
 use crate::config::IceConfig;
 use crate::error::{Error, Result};
-use crate::protocol::PeerTarget;
+
+/// webrtc-rs's errors become ours here, at the edge of the media module (nothing else
+/// names a webrtc-rs type).
+impl From<webrtc::Error> for Error {
+    fn from(e: webrtc::Error) -> Self {
+        Error::WebRtc(e.to_string())
+    }
+}
 
 pub struct MediaPlane {
     runtime: Mutex<Option<Runtime>>,
@@ -75,6 +87,23 @@ impl MediaPlane {
             None => (None, None),
         };
         let api = build_api(ice, udp_mux.clone())?;
+        // What the media plane was built with, once at start: the first thing to check
+        // when candidates or timeouts are not what a deployment expects.
+        let udp = match (udp_mux_addr, ice.udp_port_min, ice.udp_port_max) {
+            (Some(addr), _, _) => format!("one port {} (mux)", addr.port()),
+            (None, Some(min), Some(max)) => format!("ports {min}-{max}"),
+            _ => "ephemeral ports".into(),
+        };
+        tracing::info!(
+            threads = runtime.metrics().num_workers(),
+            udp = %udp,
+            ice_ips = ?ice.ips,
+            nat_1to1_ips = ?ice.nat_1to1_ips,
+            disconnected_timeout = ?ice.disconnected_timeout,
+            failed_timeout = ?ice.failed_timeout,
+            keepalive_interval = ?ice.keepalive_interval,
+            "media plane ready"
+        );
         Ok(Arc::new(MediaPlane {
             runtime: Mutex::new(Some(runtime)),
             handle,
@@ -135,51 +164,13 @@ impl MediaPlane {
     }
 }
 
-/// Packets each sender keeps to answer NACKs: 512 (2^9) is about 3 s of 1.5 Mbit/s video,
-/// longer than any retransmission is still useful. webrtc-rs keeps 8192 by default,
-/// which pinned about 10 MB of payloads per published video track.
-const NACK_HISTORY_LOG2: u8 = 9;
-
-/// The interceptor chain every Plaza peer connection (and the headless client) uses:
-/// webrtc-rs's defaults (NACK generator and responder, RTCP reports, TWCC feedback to
-/// publishers), with a shorter NACK history.
-pub fn interceptors(media: &mut MediaEngine) -> webrtc::error::Result<Registry> {
-    use webrtc::interceptor::nack::{generator::Generator, responder::Responder};
-    // The codecs already list the `nack` and `nack pli` feedback (codec::register_codecs).
-    let mut registry = Registry::new();
-    registry.add(Box::new(
-        Responder::builder().with_log2_size(NACK_HISTORY_LOG2),
-    ));
-    registry.add(Box::new(Generator::builder()));
-    let registry = configure_rtcp_reports(registry);
-    configure_twcc_receiver_only(registry, media)
-}
-
-/// ICE settings every Plaza peer connection (and the headless client) uses.
-pub fn tune_ice(s: &mut SettingEngine) {
-    // Browsers hide host addresses behind mDNS names when they have no media
-    // permission; we never need to resolve them (their checks reach us and become
-    // peer-reflexive candidates), and multicast is often unavailable on servers.
-    s.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
-    // When we are the controlling agent (the subscriber connection), webrtc-rs by
-    // default waits 1 s before nominating a pair with a peer-reflexive candidate, and
-    // 2 s for a relayed one. A client's check often arrives before its trickled
-    // candidate does, making it peer-reflexive, so the default cost joins a second.
-    // Direct pairs are accepted at once; a relayed pair gets a short grace period for
-    // a direct one to succeed first.
-    s.set_host_acceptance_min_wait(Some(Duration::ZERO));
-    s.set_srflx_acceptance_min_wait(Some(Duration::ZERO));
-    s.set_prflx_acceptance_min_wait(Some(Duration::ZERO));
-    s.set_relay_acceptance_min_wait(Some(Duration::from_millis(300)));
-}
-
 fn build_api(ice: &IceConfig, udp_mux: Option<Arc<UDPMuxDefault>>) -> Result<API> {
     let mut media = MediaEngine::default();
     codec::register_codecs(&mut media)?;
-    let registry = interceptors(&mut media)?;
+    let registry = plaza_rtc::interceptors(&mut media)?;
 
     let mut s = SettingEngine::default();
-    tune_ice(&mut s);
+    plaza_rtc::tune_ice(&mut s);
     s.set_ice_timeouts(
         Some(ice.disconnected_timeout),
         Some(ice.failed_timeout),

@@ -26,29 +26,115 @@ use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::TrackLocal;
 use webrtc::track::track_remote::TrackRemote;
 
+use plaza_protocol::{IceCandidate, ParticipantId, PeerTarget, ProtocolError, TrackId};
+
 use super::down_track::DownTrack;
 use super::stats::TaskGuard;
 use super::up_track::UpTrack;
 use super::MediaPlane;
-use crate::error::{Error, ProtocolError};
-use crate::protocol::{IceCandidate, PeerTarget};
+use crate::error::Error;
 
-/// What a peer connection reports to its owner.
+/// What a peer connection reports to its owner, in Plaza's own types: the session
+/// never sees a webrtc-rs type.
 pub enum PeerEvent {
     /// A local ICE candidate to trickle to the client; `None` when gathering is done.
     Candidate(Option<IceCandidate>),
-    ConnectionState(RTCPeerConnectionState),
-    IceConnectionState(RTCIceConnectionState),
+    ConnectionState(ConnectionState),
+    IceConnectionState(IceConnectionState),
     /// A remote track arrived (publisher connection only).
-    Track(Arc<TrackRemote>),
+    Track(RemoteTrack),
     /// The client opened a data channel (publisher connection only).
-    DataChannel(Arc<RTCDataChannel>),
+    DataChannel(DataChannel),
     /// A message on one of the client's data channels (by label).
     DataMessage {
         label: String,
-        message: DataChannelMessage,
+        message: DataMessage,
     },
 }
+
+/// `RTCPeerConnectionState`, for the session: it fails the participant on `Failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    New,
+    Connecting,
+    Connected,
+    Disconnected,
+    Failed,
+    Closed,
+}
+
+impl From<RTCPeerConnectionState> for ConnectionState {
+    fn from(s: RTCPeerConnectionState) -> Self {
+        use RTCPeerConnectionState as S;
+        match s {
+            S::Unspecified | S::New => Self::New,
+            S::Connecting => Self::Connecting,
+            S::Connected => Self::Connected,
+            S::Disconnected => Self::Disconnected,
+            S::Failed => Self::Failed,
+            S::Closed => Self::Closed,
+        }
+    }
+}
+
+/// `RTCIceConnectionState`, for logging (and, later, ICE restarts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IceConnectionState {
+    New,
+    Checking,
+    Connected,
+    Completed,
+    Disconnected,
+    Failed,
+    Closed,
+}
+
+impl From<RTCIceConnectionState> for IceConnectionState {
+    fn from(s: RTCIceConnectionState) -> Self {
+        use RTCIceConnectionState as S;
+        match s {
+            S::Unspecified | S::New => Self::New,
+            S::Checking => Self::Checking,
+            S::Connected => Self::Connected,
+            S::Completed => Self::Completed,
+            S::Disconnected => Self::Disconnected,
+            S::Failed => Self::Failed,
+            S::Closed => Self::Closed,
+        }
+    }
+}
+
+/// A track a client publishes, as it arrives: handed to `UpTrack::start`.
+pub struct RemoteTrack(pub(super) Arc<TrackRemote>);
+
+/// A data channel the client opened on its publisher connection.
+#[derive(Clone)]
+pub struct DataChannel(pub(super) Arc<RTCDataChannel>);
+
+impl DataChannel {
+    pub fn label(&self) -> &str {
+        self.0.label()
+    }
+}
+
+/// One data-channel message: text or binary bytes.
+#[derive(Debug, Clone)]
+pub struct DataMessage {
+    pub is_text: bool,
+    pub data: bytes::Bytes,
+}
+
+impl From<DataChannelMessage> for DataMessage {
+    fn from(m: DataChannelMessage) -> Self {
+        Self {
+            is_text: m.is_string,
+            data: m.data,
+        }
+    }
+}
+
+/// A down track's place on a subscriber connection, to remove it by.
+pub struct SenderHandle(Arc<RTCRtpSender>);
 
 pub type PeerEventHandler = Arc<dyn Fn(PeerEvent) + Send + Sync>;
 
@@ -100,8 +186,38 @@ impl Peer {
         })
     }
 
-    pub fn connection(&self) -> &Arc<RTCPeerConnection> {
-        &self.pc
+    /// Starts forwarding a track the client publishes on this (publisher) connection;
+    /// keyframe requests for it go out on this connection. See `UpTrack::start`.
+    pub fn publish(
+        &self,
+        track: RemoteTrack,
+        publisher: ParticipantId,
+        keyframe_request_interval: std::time::Duration,
+        on_end: impl FnOnce(TrackId) + Send + 'static,
+    ) -> Arc<UpTrack> {
+        // Started on the media runtime: the read loop must not live on an actix worker.
+        let _entered = self.media.handle().enter();
+        UpTrack::start(
+            track.0,
+            &self.pc,
+            publisher,
+            keyframe_request_interval,
+            Arc::clone(&self.media.stats),
+            on_end,
+        )
+    }
+
+    /// `up` as `subscriber` will get it on this (subscriber) connection; it receives
+    /// packets once added with `UpTrack::add_subscriber`.
+    pub fn down_track_for(&self, up: &UpTrack, subscriber: ParticipantId) -> Arc<DownTrack> {
+        Arc::new(DownTrack::new(
+            up.id.clone(),
+            &up.publisher,
+            subscriber,
+            up.codec().clone(),
+            self.transport_ready(),
+            up.stats(),
+        ))
     }
 
     pub fn transport_ready(&self) -> Arc<AtomicBool> {
@@ -222,7 +338,7 @@ impl Peer {
         &self,
         down: Arc<DownTrack>,
         up: Weak<UpTrack>,
-    ) -> Result<Arc<RTCRtpSender>, Error> {
+    ) -> Result<SenderHandle, Error> {
         let pc = Arc::clone(&self.pc);
         let stop = self.tasks.clone();
         let ops = Arc::clone(&self.ops);
@@ -271,12 +387,13 @@ impl Peer {
                         }
                     }
                 });
-                Ok::<_, Error>(sender)
+                Ok::<_, Error>(SenderHandle(sender))
             })
             .await?
     }
 
-    pub async fn remove_down_track(&self, sender: Arc<RTCRtpSender>) -> Result<(), Error> {
+    pub async fn remove_down_track(&self, sender: SenderHandle) -> Result<(), Error> {
+        let sender = sender.0;
         let pc = Arc::clone(&self.pc);
         let ops = Arc::clone(&self.ops);
         self.media
@@ -370,18 +487,18 @@ fn install_handlers(
         if s == RTCPeerConnectionState::Connected {
             ready.store(true, Ordering::Release);
         }
-        h(PeerEvent::ConnectionState(s));
+        h(PeerEvent::ConnectionState(s.into()));
         Box::pin(async {})
     }));
     let h = Arc::clone(&handler);
     pc.on_ice_connection_state_change(Box::new(move |s| {
-        h(PeerEvent::IceConnectionState(s));
+        h(PeerEvent::IceConnectionState(s.into()));
         Box::pin(async {})
     }));
     if target == PeerTarget::Publisher {
         let h = Arc::clone(&handler);
         pc.on_track(Box::new(move |track, _receiver, _transceiver| {
-            h(PeerEvent::Track(track));
+            h(PeerEvent::Track(RemoteTrack(track)));
             Box::pin(async {})
         }));
         let h = handler;
@@ -394,11 +511,11 @@ fn install_handlers(
             dc.on_message(Box::new(move |message| {
                 on_message(PeerEvent::DataMessage {
                     label: label.clone(),
-                    message,
+                    message: message.into(),
                 });
                 Box::pin(async {})
             }));
-            h(PeerEvent::DataChannel(dc));
+            h(PeerEvent::DataChannel(DataChannel(dc)));
             Box::pin(async {})
         }));
     }

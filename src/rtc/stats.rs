@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
+pub use crate::guard::TaskGuard;
+
 #[derive(Debug, Default)]
 pub struct MediaStats {
     pub packets_received: AtomicU64,
@@ -51,23 +53,5 @@ impl Tally {
         stats.bytes_forwarded.fetch_add(self.bytes_out, r);
         stats.packets_dropped.fetch_add(self.dropped, r);
         *self = Tally::default();
-    }
-}
-
-/// Counts a live thing in a gauge for exactly as long as the guard lives, so a task or
-/// connection cannot end without being uncounted.
-#[derive(Debug)]
-pub struct TaskGuard(Arc<AtomicI64>);
-
-impl TaskGuard {
-    pub fn new(gauge: &Arc<AtomicI64>) -> Self {
-        gauge.fetch_add(1, Ordering::AcqRel);
-        Self(Arc::clone(gauge))
-    }
-}
-
-impl Drop for TaskGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

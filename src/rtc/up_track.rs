@@ -16,17 +16,11 @@ use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndicat
 use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
 use webrtc::track::track_remote::TrackRemote;
 
-use super::codec::PayloadFormat;
+use plaza_protocol::{MediaKind, ParticipantId, TrackId, TrackInfo};
+use plaza_rtc::PayloadFormat;
+
 use super::down_track::{DownTrack, Sent};
 use super::stats::{MediaStats, Tally, TaskGuard};
-use crate::ids::{ParticipantId, TrackId};
-use crate::protocol::{MediaKind, TrackInfo};
-
-/// However many subscribers ask, the publisher gets at most one keyframe request per
-/// this interval per track (`media.keyframe_request_interval`): a big room must not
-/// cause a PLI storm, since each keyframe costs the publisher a burst of bits. The
-/// price: subscribers that start within one interval of each other may wait for it.
-pub const DEFAULT_KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(1000);
 
 /// Microseconds since the first call: the forwarders' clock.
 pub fn now_us() -> u64 {
@@ -38,7 +32,7 @@ pub struct UpTrack {
     pub id: TrackId,
     pub publisher: ParticipantId,
     pub kind: MediaKind,
-    pub codec: RTCRtpCodecCapability,
+    codec: RTCRtpCodecCapability,
     format: PayloadFormat,
     media_ssrc: u32,
     subscribers: ArcSwap<Vec<Arc<DownTrack>>>,
@@ -56,7 +50,7 @@ impl UpTrack {
     /// Starts forwarding a remote track on the current (media) runtime. `on_end` runs
     /// once when the read loop stops for any reason other than `stop()`: the track was
     /// removed by the publisher or its connection closed.
-    pub fn start(
+    pub(super) fn start(
         track: Arc<TrackRemote>,
         publisher_pc: &Arc<RTCPeerConnection>,
         publisher: ParticipantId,
@@ -141,6 +135,19 @@ impl UpTrack {
         };
         tally.flush(&self.stats);
         cancelled
+    }
+
+    /// The codec's MIME type, e.g. `video/VP8`.
+    pub fn mime_type(&self) -> &str {
+        &self.codec.mime_type
+    }
+
+    pub(super) fn codec(&self) -> &RTCRtpCodecCapability {
+        &self.codec
+    }
+
+    pub(super) fn stats(&self) -> &Arc<MediaStats> {
+        &self.stats
     }
 
     pub fn info(&self) -> TrackInfo {

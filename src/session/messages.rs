@@ -1,10 +1,11 @@
 //! Messages a `WsSession` receives from outside the WebSocket: webrtc-rs callbacks (via
-//! `do_send`, never touching state directly), its own tasks, and the server.
+//! `do_send`, never touching state directly) and its own tasks. (`Shutdown` comes
+//! from the server through the registry: `crate::registry::Shutdown`.)
 
 use actix::Message;
 
-use crate::ids::TrackId;
-use crate::protocol::PeerTarget;
+use plaza_protocol::{PeerTarget, TrackId};
+
 use crate::rtc::PeerEvent;
 
 /// An event from one of the participant's two peer connections.
@@ -26,8 +27,3 @@ pub struct UpTrackEnded(pub TrackId);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Negotiate;
-
-/// The server is shutting down: tell the client and close.
-#[derive(Message, Clone)]
-#[rtype(result = "()")]
-pub struct Shutdown;

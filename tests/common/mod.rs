@@ -10,10 +10,10 @@ pub mod coturn;
 
 use std::time::Duration;
 
-use plaza::client::{Event, Participant, ParticipantOptions, RemoteTrackStats};
 use plaza::config::Config;
-use plaza::protocol::{MediaKind, ServerMessage};
-use plaza::testing::{loopback_config, TestServer};
+use plaza_client::{Event, Participant, ParticipantOptions, RemoteTrackStats};
+use plaza_protocol::{MediaKind, ServerMessage};
+use plaza_tools::testing::{loopback_config, TestServer};
 
 pub const WAIT: Duration = Duration::from_secs(15);
 
@@ -232,5 +232,5 @@ pub async fn http(
         .and_then(|s| s.parse().ok())
         .expect("status line");
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (status, plaza::server_process::http_body(head, body))
+    (status, plaza_tools::server_process::http_body(head, body))
 }

@@ -144,7 +144,7 @@ pub const OPUS_HEADER_LEN: usize = 1;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rtc::codec::PayloadFormat;
+    use plaza_rtc::PayloadFormat;
 
     #[test]
     fn vp8_frames_split_and_carry_stamps() {

@@ -24,7 +24,7 @@ use webrtc::track::track_local::TrackLocalWriter;
 
 use super::media;
 use super::VideoOptions;
-use crate::protocol::MediaKind;
+use plaza_protocol::MediaKind;
 
 /// Largest RTP payload made from a fixture frame (as `media::MAX_PAYLOAD`).
 const FIXTURE_MTU: usize = media::MAX_PAYLOAD;
@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn committed_fixture_loads() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/fixtures");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/fixtures");
         let f = Fixture::load(&dir.join("video.ivf"), &dir.join("audio.ogg")).unwrap();
         assert_eq!(f.fps, 30);
         assert!(f.video.len() >= 120, "{} frames", f.video.len());

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::error::ProtocolError;
+use crate::ProtocolError;
 
 /// The claims of a room token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,18 +17,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::auth::{Grant, TokenVerifier};
-use crate::config::LimitsConfig;
-use crate::error::ProtocolError;
 use crate::ids::RoomId;
-use crate::protocol::{ChatIn, ClientMessage, PeerTarget, ServerMessage};
-use crate::session::signalling::{Action, Phase, Signalling};
+use crate::messages::{ChatIn, ClientMessage, PeerTarget, ServerMessage};
+use crate::signalling::{Action, Phase, Signalling, SignallingLimits};
+use crate::ProtocolError;
 
 /// The HS256 secret of the token verifier the signalling harness configures when the
 /// input asks for one; `scripts/fuzz-seeds.py` signs its seed tokens with it.
 pub const SECRET: &str = "plaza-fuzz-secret";
 
 /// The error codes `docs/protocol.md` documents (its error table).
-const PROTOCOL_DOC: &str = include_str!("../docs/protocol.md");
+const PROTOCOL_DOC: &str = include_str!("../../../docs/protocol.md");
 
 /// The codes the signalling state machine may answer a client frame with. The others
 /// (`room_full`, `bad_sdp`, `peer_failed`, ...) come from the room or the WebRTC stack.
@@ -147,7 +146,7 @@ enum Outcome {
 struct Harness {
     s: Signalling,
     m: Model,
-    limits: LimitsConfig,
+    limits: SignallingLimits,
     verifier: bool,
     start: Instant,
     now: Instant,
@@ -171,7 +170,14 @@ pub fn signalling(data: &[u8]) {
     let Some((&flags, steps)) = data.split_first() else {
         return;
     };
-    let mut limits = LimitsConfig::default();
+    // The server's defaults (config.example.toml), or tight ones with flag bit 1.
+    let mut limits = SignallingLimits {
+        max_room_name_len: 64,
+        max_display_name_len: 64,
+        max_tracks_per_participant: 4,
+        signalling_rate: 20.0,
+        signalling_burst: 50,
+    };
     if flags & 2 != 0 {
         limits.max_tracks_per_participant = 2;
         limits.signalling_rate = 2.0;

@@ -8,7 +8,7 @@ use rand::distributions::Alphanumeric;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::error::ProtocolError;
+use crate::ProtocolError;
 
 fn random_token(prefix: &str) -> String {
     let tail: String = rand::thread_rng()

@@ -6,8 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ProtocolError;
 use crate::ids::{ParticipantId, RoomId, TrackId};
+use crate::ProtocolError;
 
 /// Bumped on any incompatible change; sent in `joined`.
 pub const PROTOCOL_VERSION: u32 = 1;

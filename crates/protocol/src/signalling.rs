@@ -11,11 +11,23 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::auth::{Grant, TokenVerifier};
-use crate::config::LimitsConfig;
-use crate::error::ProtocolError;
 use crate::ids::{parse_display_name, RoomId};
-use crate::protocol::{ClientMessage, IceCandidate, MediaKind, PeerTarget, ServerMessage};
+use crate::messages::{ClientMessage, IceCandidate, MediaKind, PeerTarget, ServerMessage};
 use crate::rate::TokenBucket;
+use crate::ProtocolError;
+
+/// The limits the state machine enforces (the server fills them from its
+/// `[limits]` configuration, where their defaults are declared).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignallingLimits {
+    pub max_room_name_len: usize,
+    pub max_display_name_len: usize,
+    pub max_tracks_per_participant: usize,
+    /// Client frames per second on average...
+    pub signalling_rate: f64,
+    /// ...and at once.
+    pub signalling_burst: u32,
+}
 
 /// What the session must do for one client message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,12 +75,12 @@ pub struct Signalling {
     /// When the client was last told it is over its rate (told at most once a second,
     /// so a flood does not turn into a flood of error frames).
     rate_reported: Option<Instant>,
-    limits: LimitsConfig,
+    limits: SignallingLimits,
     verifier: Option<Arc<TokenVerifier>>,
 }
 
 impl Signalling {
-    pub fn new(limits: &LimitsConfig, verifier: Option<Arc<TokenVerifier>>) -> Self {
+    pub fn new(limits: &SignallingLimits, verifier: Option<Arc<TokenVerifier>>) -> Self {
         Self {
             phase: Phase::Connected,
             grant: Grant::open(),
@@ -252,10 +264,13 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn limits() -> LimitsConfig {
-        LimitsConfig {
+    fn limits() -> SignallingLimits {
+        SignallingLimits {
+            max_room_name_len: 64,
+            max_display_name_len: 64,
             max_tracks_per_participant: 2,
-            ..LimitsConfig::default()
+            signalling_rate: 20.0,
+            signalling_burst: 50,
         }
     }
 
@@ -359,7 +374,7 @@ mod tests {
 
     #[test]
     fn message_rate_is_limited() {
-        let l = LimitsConfig {
+        let l = SignallingLimits {
             signalling_rate: 10.0,
             signalling_burst: 5,
             ..limits()

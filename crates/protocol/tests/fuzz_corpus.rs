@@ -6,7 +6,7 @@ use std::path::Path;
 
 fn replay(target: &str) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
+        .join("../../fuzz/corpus")
         .join(target);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -18,8 +18,8 @@ fn replay(target: &str) {
         let data = std::fs::read(file).expect("corpus file");
         // Each input through both harnesses: any bytes are valid input for either.
         let result = std::panic::catch_unwind(|| {
-            plaza::fuzzing::decode(&data);
-            plaza::fuzzing::signalling(&data);
+            plaza_protocol::fuzzing::decode(&data);
+            plaza_protocol::fuzzing::signalling(&data);
         });
         assert!(result.is_ok(), "{} fails (see above)", file.display());
     }

@@ -127,6 +127,27 @@ pub fn http_body(head: &str, body: &str) -> String {
     out
 }
 
+/// A binary of this workspace built beside the running executable (`target/<profile>/`),
+/// from a binary there or from a test in `target/<profile>/deps/`. Integration tests of
+/// the server package use it for `plaza-soak`, which belongs to this crate (Cargo only
+/// gives a package's tests the paths of that package's own binaries).
+pub fn workspace_binary(name: &str) -> Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let mut dir = exe
+        .parent()
+        .context("no directory for the current executable")?;
+    if dir.ends_with("deps") {
+        dir = dir.parent().context("no profile directory")?;
+    }
+    let bin = dir.join(name);
+    anyhow::ensure!(
+        bin.is_file(),
+        "{} is not built: run `cargo build` first",
+        bin.display()
+    );
+    Ok(bin)
+}
+
 /// The command line of a `plaza` for load and soak runs on 127.0.0.1:`port`: `bin`, or
 /// the `plaza` next to the running executable; candidates on loopback only; quiet logs;
 /// and no practical per-IP join limit, since every synthetic participant joins from

@@ -32,10 +32,10 @@ use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 
-use crate::client::{
+use plaza_client::{
     build_client_api, ClientError, Event, Participant, ParticipantOptions, VideoOptions,
 };
-use crate::protocol::{ClientMessage, MediaKind, PeerTarget, ServerMessage};
+use plaza_protocol::{ClientMessage, MediaKind, PeerTarget, ServerMessage};
 
 /// How a cycle's participant goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
@@ -491,7 +491,7 @@ async fn make_offer(ice_ips: &[IpAddr]) -> Result<String, ClientError> {
             .await?;
         pc.add_transceiver_from_kind(RTPCodecType::Video, None)
             .await?;
-        pc.create_data_channel(crate::protocol::CHAT_CHANNEL_LABEL, None)
+        pc.create_data_channel(plaza_protocol::CHAT_CHANNEL_LABEL, None)
             .await?;
         Ok::<_, ClientError>(pc.create_offer(None).await?.sdp)
     }

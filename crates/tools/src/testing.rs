@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::config::Config;
-use crate::registry::Registry;
-use crate::rtc::MediaStats;
-use crate::server::Plaza;
+use plaza::config::Config;
+use plaza::registry::Registry;
+use plaza::rtc::MediaStats;
+use plaza::server::Plaza;
 
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -38,7 +38,7 @@ pub fn loopback_config() -> Config {
 
 impl TestServer {
     /// Starts a server with `config` on its `listen` address (port 0 picks one).
-    pub fn start(config: Config) -> crate::Result<TestServer> {
+    pub fn start(config: Config) -> plaza::Result<TestServer> {
         let listener = TcpListener::bind(config.listen)?;
         let addr = listener.local_addr()?;
         let plaza = Plaza::new(config)?;

@@ -19,8 +19,11 @@ fn a_short_meeting_forwards_media_without_loss() {
         .local_addr()
         .unwrap()
         .port();
+    // The server is the server package's binary; `cargo build` (or `cargo test` at the
+    // root, which builds every member) puts it next to ours.
+    let server = plaza_tools::server_process::workspace_binary("plaza").expect("plaza");
     let out = Command::new(env!("CARGO_BIN_EXE_plaza-load"))
-        .args(["--server-bin", env!("CARGO_BIN_EXE_plaza")])
+        .args(["--server-bin", &server.display().to_string()])
         .args(["--port", &port.to_string()])
         .args(["--rooms", "1", "--per-room", "3"])
         .args(["--duration", "3s", "--settle", "1s", "--lead", "1s"])

@@ -2,7 +2,7 @@
 //!
 //! It starts the release `plaza` binary as a child on loopback (or attaches to a running
 //! one with `--url` and `--server-pid`), runs `--warmup-cycles` then `--cycles`
-//! participant lives through `plaza::soak` (join, publish, receive, chat, leave cleanly,
+//! participant lives through `plaza_tools::soak` (join, publish, receive, chat, leave cleanly,
 //! abruptly or mid-negotiation), and samples the server process: open file descriptors
 //! and RSS from /proc, and the registry and media gauges from `/healthz` and `/metrics`.
 //!
@@ -27,9 +27,9 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use serde::Serialize;
 
-use plaza::procstat;
-use plaza::server_process::{http_get, loopback_command, metric, plaza_metrics, Server};
-use plaza::soak::{self, SoakOptions, SoakReport};
+use plaza_tools::procstat;
+use plaza_tools::server_process::{http_get, loopback_command, metric, plaza_metrics, Server};
+use plaza_tools::soak::{self, SoakOptions, SoakReport};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -84,7 +84,7 @@ struct Args {
     max_rss_growth: f64,
     /// Leave only this way (to find which one leaks) instead of all three in turn
     #[arg(long, value_enum)]
-    only: Option<plaza::soak::LeaveKind>,
+    only: Option<plaza_tools::soak::LeaveKind>,
     /// Do not fail the run because cycles failed (they are still reported)
     #[arg(long)]
     allow_failures: bool,

@@ -3,7 +3,7 @@
 //! attach, join as publisher, publish, then one multistream subscriber handle that
 //! subscribes to every other feed and answers each offer Janus makes on it.
 //!
-//! Media is the same as the Plaza client's (`plaza::client::source`), sent on a
+//! Media is the same as the Plaza client's (`plaza_client::source`), sent on a
 //! webrtc-rs peer connection built like the Plaza client's, so both servers get the
 //! same packets. Janus' candidates are in its SDP; ours are gathered before each
 //! offer/answer is sent (loopback gathering takes milliseconds), so nothing trickles.
@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
-use plaza::client::source::{send_audio, send_video};
-use plaza::client::{OnPacket, OnSent, ReceivedPacket};
-use plaza::protocol::MediaKind;
+use plaza_client::source::{send_audio, send_video};
+use plaza_client::{OnPacket, OnSent, ReceivedPacket};
+use plaza_protocol::MediaKind;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -35,8 +35,8 @@ use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::TrackLocal;
 use webrtc::track::track_remote::TrackRemote;
 
+use crate::media_plan::MediaPlan;
 use crate::recorder::lock;
-use crate::scenario::MediaPlan;
 
 const PLUGIN: &str = "janus.plugin.videoroom";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
@@ -183,7 +183,7 @@ pub async fn join(spec: JoinSpec<'_>) -> Result<JanusMember> {
         let pc = Arc::new(api.new_peer_connection(config.clone()).await?);
         pcs.push(Arc::clone(&pc));
         let on_sent = spec.on_sent.clone();
-        let sent = move |p: &plaza::client::source::SentPacket<'_>| {
+        let sent = move |p: &plaza_client::source::SentPacket<'_>| {
             if let Some(h) = &on_sent {
                 (h.0)(p)
             }
@@ -392,10 +392,10 @@ fn janus_api(ice_ips: &[IpAddr]) -> Result<webrtc::api::API> {
     use webrtc::interceptor::registry::Registry;
 
     let mut media = MediaEngine::default();
-    plaza::rtc::codec::register_codecs(&mut media)?;
+    plaza_rtc::register_codecs(&mut media)?;
     let registry = register_default_interceptors(Registry::new(), &mut media)?;
     let mut s = SettingEngine::default();
-    plaza::rtc::tune_ice(&mut s);
+    plaza_rtc::tune_ice(&mut s);
     let allowed = ice_ips.to_vec();
     s.set_ip_filter(Box::new(move |ip| allowed.contains(&ip)));
     s.set_include_loopback_candidate(ice_ips.iter().any(IpAddr::is_loopback));

@@ -18,6 +18,7 @@ mod cli;
 mod compare;
 mod janus;
 mod measure;
+mod media_plan;
 mod plot;
 mod recorder;
 mod report;
@@ -36,8 +37,8 @@ use crate::measure::{percentiles, Meter};
 use crate::recorder::{lock, Identify, Recorder};
 use crate::report::{Machine, Summary};
 use crate::scenario::{MediaPlan, Plan, Protocol, Runner};
-use plaza::procstat;
-use plaza::server_process::Server;
+use plaza_tools::procstat;
+use plaza_tools::server_process::Server;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -106,7 +107,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let fixture = match args.media {
         MediaKindArg::Synthetic => None,
         MediaKindArg::Fixture => Some(std::sync::Arc::new(
-            plaza::client::source::Fixture::load(
+            plaza_client::source::Fixture::load(
                 &args.fixture_dir.join("video.ivf"),
                 &args.fixture_dir.join("audio.ogg"),
             )
@@ -145,7 +146,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         shape: shape.clone(),
         media: MediaPlan {
             audio: !args.no_audio,
-            video: (!args.no_video).then_some(plaza::client::VideoOptions {
+            video: (!args.no_video).then_some(plaza_client::VideoOptions {
                 fps: args.fps,
                 bitrate_bps: args.video_bitrate,
                 keyframe_interval: None,
@@ -266,7 +267,7 @@ fn server_command(args: &RunArgs, port: u16) -> Result<Vec<String>> {
     let repo = &args.repo;
     Ok(match args.target {
         Target::Plaza => {
-            let mut v = plaza::server_process::loopback_command(
+            let mut v = plaza_tools::server_process::loopback_command(
                 args.server_bin.as_deref(),
                 port,
                 args.media_threads,

@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::recorder::WindowTotals;
-use plaza::procstat::{self, Sample};
-use plaza::server_process as server;
+use plaza_tools::procstat::{self, Sample};
+use plaza_tools::server_process as server;
 
 pub struct Meter {
     pub server_pid: u32,

@@ -14,11 +14,11 @@ use std::time::Instant;
 
 use dashmap::DashMap;
 use hdrhistogram::Histogram;
-use plaza::client::media::{self, payload_hash, read_stamp, unix_us};
-use plaza::client::source::SentPacket;
-use plaza::client::ReceivedPacket;
-use plaza::protocol::MediaKind;
-use plaza::rtc::codec::PayloadFormat;
+use plaza_client::media::{self, payload_hash, read_stamp, unix_us};
+use plaza_client::source::SentPacket;
+use plaza_client::ReceivedPacket;
+use plaza_protocol::MediaKind;
+use plaza_rtc::PayloadFormat;
 
 /// Latency samples above this (µs) are clamped: a minute means "lost in a queue".
 const MAX_LATENCY_US: u64 = 60_000_000;

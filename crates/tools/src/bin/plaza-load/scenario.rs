@@ -11,30 +11,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
-use plaza::client::source::{Fixture, SentPacket};
-use plaza::client::{OnPacket, OnSent, Participant, ParticipantOptions, VideoOptions};
+use plaza_client::source::SentPacket;
+use plaza_client::{OnPacket, OnSent, Participant, ParticipantOptions};
 
 use crate::janus::{self, JanusMember};
 use crate::measure::{Meter, StepResult};
+pub use crate::media_plan::MediaPlan;
 use crate::recorder::{lock, Part, Recorder};
-
-/// What each publisher sends.
-#[derive(Clone, Debug)]
-pub struct MediaPlan {
-    pub audio: bool,
-    pub video: Option<VideoOptions>,
-    pub fixture: Option<Arc<Fixture>>,
-}
-
-impl MediaPlan {
-    fn none() -> Self {
-        MediaPlan {
-            audio: false,
-            video: None,
-            fixture: None,
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {

@@ -1,0 +1,138 @@
+//! What a participant records: the ordered event log tests wait on, the per-track
+//! receive counters, the log of what our publisher sent, and the `Shared` state the
+//! participant's tasks and webrtc-rs callbacks write them through.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, Notify};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+
+use crate::options::{OnPacket, OnSent, ParticipantOptions};
+use plaza_protocol::{ChatOut, ClientMessage, IceCandidate, MediaKind, PeerTarget, ServerMessage};
+
+/// Something that happened to the participant, in order.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A server message other than offer/answer/candidate (handled internally).
+    Server(ServerMessage),
+    Chat(ChatOut),
+    /// A remote track arrived on the subscriber connection.
+    RemoteTrack {
+        track_id: String,
+        publisher: String,
+        kind: MediaKind,
+    },
+    /// Our publisher connection's state changed.
+    PublisherState(RTCPeerConnectionState),
+    SubscriberState(RTCPeerConnectionState),
+    /// The server asked us (the publisher) for a keyframe.
+    KeyframeRequested,
+    /// The WebSocket closed; the close code if there was a close frame.
+    Closed(Option<u16>),
+    /// A candidate the server trickled for one of our connections (`None`: the server
+    /// finished gathering). Recorded so tests can check what the server announces
+    /// (UDP mux port, NAT 1:1 address); the client applies it as well.
+    ServerCandidate {
+        target: PeerTarget,
+        candidate: Option<IceCandidate>,
+    },
+}
+
+/// Everything received on one remote track.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteTrackStats {
+    pub track_id: String,
+    /// The publisher's participant id (the stream id).
+    pub publisher: String,
+    pub kind: Option<MediaKind>,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Whether the first packet received started a keyframe (video).
+    pub first_packet_keyframe: Option<bool>,
+    pub first_packet_at: Option<Instant>,
+    /// Stamps: distinct counters seen, and their range (for loss).
+    pub stamps: u64,
+    pub stamp_min: Option<u64>,
+    pub stamp_max: Option<u64>,
+    pub sources: HashSet<u64>,
+    /// Relay latency samples (send stamp → receipt), µs.
+    pub latencies_us: Vec<u32>,
+    /// Payload fingerprints (with `record_payloads`).
+    pub hashes: Vec<u64>,
+}
+
+impl RemoteTrackStats {
+    /// Packets missing among the stamped ones between first and last received.
+    pub fn lost(&self) -> u64 {
+        match (self.stamp_min, self.stamp_max) {
+            (Some(a), Some(b)) => (b - a + 1).saturating_sub(self.stamps),
+            _ => 0,
+        }
+    }
+}
+
+/// What our own publisher sent.
+#[derive(Debug, Default)]
+pub struct SentLog {
+    pub hashes: HashSet<u64>,
+    pub packets: u64,
+    pub keyframes: u64,
+    pub keyframe_requests: Vec<Instant>,
+}
+
+/// The state a `Participant` shares with its tasks (socket reader, media senders and
+/// receivers) and with the webrtc-rs callbacks.
+pub(crate) struct Shared {
+    pub(crate) events: Mutex<Vec<Event>>,
+    /// Woken on every new event (`Participant::wait_for`).
+    pub(crate) changed: Notify,
+    pub(crate) remote: Mutex<HashMap<String, RemoteTrackStats>>,
+    pub(crate) sent: Mutex<SentLog>,
+    pub(crate) record_payloads: bool,
+    /// Frames for the socket writer task.
+    pub(crate) outbox: mpsc::UnboundedSender<WsMessage>,
+    /// Set when a keyframe request arrives; the video sender makes the next frame one.
+    pub(crate) force_keyframe: Arc<AtomicBool>,
+    pub(crate) packets_received: AtomicU64,
+    pub(crate) on_packet: Option<OnPacket>,
+    pub(crate) on_sent: Option<OnSent>,
+    pub(crate) track_stats: bool,
+}
+
+impl Shared {
+    /// Empty logs and counters, with the recording switches and hooks from `opts`.
+    pub(crate) fn new(opts: &ParticipantOptions, outbox: mpsc::UnboundedSender<WsMessage>) -> Self {
+        Self {
+            events: Mutex::new(Vec::new()),
+            changed: Notify::new(),
+            remote: Mutex::new(HashMap::new()),
+            sent: Mutex::new(SentLog::default()),
+            record_payloads: opts.record_payloads,
+            outbox,
+            force_keyframe: Arc::new(AtomicBool::new(false)),
+            packets_received: AtomicU64::new(0),
+            on_packet: opts.on_packet.clone(),
+            on_sent: opts.on_sent.clone(),
+            track_stats: opts.track_stats,
+        }
+    }
+
+    pub(crate) fn push(&self, e: Event) {
+        lock(&self.events).push(e);
+        self.changed.notify_waiters();
+    }
+
+    pub(crate) fn send(&self, m: &ClientMessage) {
+        if let Ok(text) = serde_json::to_string(m) {
+            let _ = self.outbox.send(WsMessage::Text(text));
+        }
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

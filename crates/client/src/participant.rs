@@ -1,0 +1,326 @@
+//! `Participant`: joining a room step by step, and the handle tests drive afterwards
+//! (waiting on events and counters, chatting, leaving or vanishing).
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use webrtc::data_channel::RTCDataChannel;
+use webrtc::ice_transport::ice_candidate_pair::RTCIceCandidatePair;
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::RTCPeerConnection;
+
+use crate::api::{build_client_api, rtc_configuration};
+use crate::events::{lock, Event, RemoteTrackStats, SentLog, Shared};
+use crate::receive::wire_subscriber_tracks;
+use crate::signalling::{self, wire_peer};
+use crate::{send, ClientError, ClientResult, ParticipantOptions};
+use plaza_protocol::{
+    ChatIn, ChatOut, ClientMessage, IceServer, ParticipantInfo, PeerTarget, ServerMessage,
+    CHAT_CHANNEL_LABEL,
+};
+
+pub struct Participant {
+    pub id: String,
+    /// The members present when we joined.
+    pub others_at_join: Vec<ParticipantInfo>,
+    pub ice_servers: Vec<IceServer>,
+    shared: Arc<Shared>,
+    publisher: Arc<RTCPeerConnection>,
+    subscriber: Arc<RTCPeerConnection>,
+    chat: Arc<RTCDataChannel>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Participant {
+    /// Connects, joins, and starts publishing. Returns once `joined` has arrived and the
+    /// publisher offer is sent; media flows shortly after.
+    pub async fn join(opts: ParticipantOptions) -> ClientResult<Participant> {
+        let (sink, stream, joined) = signalling::connect(&opts).await?;
+        let (outbox, outbox_rx) = mpsc::unbounded_channel::<WsMessage>();
+        let shared = Arc::new(Shared::new(&opts, outbox));
+
+        let ice_servers = opts
+            .ice_servers_override
+            .clone()
+            .unwrap_or(joined.ice_servers);
+        let config = rtc_configuration(&ice_servers, opts.relay_only);
+        let (publisher, subscriber) = create_connections(&opts.ice_ips, config, &shared).await?;
+        let mut tasks = Vec::new();
+
+        // Publisher side: tracks, the chat channel, then the offer.
+        if opts.audio {
+            let fixture = opts.fixture.clone();
+            tasks.push(send::publish_audio(&publisher, &joined.id, fixture, &shared).await?);
+        }
+        if let Some(video) = opts.video.clone() {
+            let fixture = opts.fixture.clone();
+            let video = send::publish_video(&publisher, &joined.id, video, fixture, &shared);
+            tasks.extend(video.await?);
+        }
+        let chat = open_chat(&publisher, &shared).await?;
+        send_offer(&publisher, &shared).await?;
+
+        tasks.extend(signalling::start(
+            sink,
+            stream,
+            outbox_rx,
+            &shared,
+            &publisher,
+            &subscriber,
+        ));
+
+        Ok(Participant {
+            id: joined.id,
+            others_at_join: joined.others,
+            ice_servers,
+            shared,
+            publisher,
+            subscriber,
+            chat,
+            tasks,
+        })
+    }
+
+    /// Every event so far, in order.
+    pub fn events(&self) -> Vec<Event> {
+        lock(&self.shared.events).clone()
+    }
+
+    /// Waits until `check` finds what it wants in the event history (all events so
+    /// far, so order of arrival does not matter).
+    pub async fn wait_for<T>(
+        &self,
+        what: &str,
+        within: Duration,
+        mut check: impl FnMut(&[Event]) -> Option<T>,
+    ) -> ClientResult<T> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let notified = self.shared.changed.notified();
+            if let Some(t) = check(&lock(&self.shared.events)) {
+                return Ok(t);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(ClientError::Timeout(what.to_string()));
+            }
+        }
+    }
+
+    /// Waits until the server sends an `error` with this code.
+    pub async fn wait_error(&self, code: &str, within: Duration) -> ClientResult<String> {
+        self.wait_for(&format!("error {code}"), within, |events| {
+            events.iter().find_map(|e| match e {
+                Event::Server(ServerMessage::Error { code: c, message }) if c == code => {
+                    Some(message.clone())
+                }
+                _ => None,
+            })
+        })
+        .await
+    }
+
+    /// A snapshot of every remote track's counters.
+    pub fn remote_tracks(&self) -> Vec<RemoteTrackStats> {
+        lock(&self.shared.remote).values().cloned().collect()
+    }
+
+    /// Polls the media counters (they change per packet, so there is no event to await)
+    /// until `check` is satisfied.
+    pub async fn wait_media(
+        &self,
+        what: &str,
+        within: Duration,
+        mut check: impl FnMut(&[RemoteTrackStats]) -> bool,
+    ) -> ClientResult<Vec<RemoteTrackStats>> {
+        let deadline = Instant::now() + within;
+        loop {
+            let tracks = self.remote_tracks();
+            if check(&tracks) {
+                return Ok(tracks);
+            }
+            if Instant::now() > deadline {
+                return Err(ClientError::Timeout(format!(
+                    "{what}; have {}",
+                    summary(&tracks)
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn sent<T>(&self, f: impl FnOnce(&SentLog) -> T) -> T {
+        f(&lock(&self.shared.sent))
+    }
+
+    pub fn packets_received(&self) -> u64 {
+        self.shared.packets_received.load(Ordering::Relaxed)
+    }
+
+    /// Sends a chat message on the data channel (once it is open).
+    pub async fn chat(&self, text: &str, to: Option<&str>) -> ClientResult<()> {
+        let msg = ChatIn {
+            text: text.into(),
+            to: to.map(plaza_protocol::ids::ParticipantId::from_client),
+        };
+        self.chat_raw(serde_json::to_string(&msg).unwrap_or_default())
+            .await
+    }
+
+    /// Sends any text on the chat channel, waiting for it to open.
+    pub async fn chat_raw(&self, text: String) -> ClientResult<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.chat.ready_state()
+            != webrtc::data_channel::data_channel_state::RTCDataChannelState::Open
+        {
+            if Instant::now() > deadline {
+                return Err(ClientError::Timeout("chat channel open".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.chat.send_text(text).await?;
+        Ok(())
+    }
+
+    /// Sends a protocol message.
+    pub fn send(&self, msg: &ClientMessage) {
+        self.shared.send(msg);
+    }
+
+    /// Sends any text frame (for bad-input tests).
+    pub fn send_raw(&self, text: impl Into<String>) {
+        let _ = self.shared.outbox.send(WsMessage::Text(text.into()));
+    }
+
+    /// Leaves cleanly and waits for the server to close the socket.
+    pub async fn leave(self) -> ClientResult<()> {
+        self.shared.send(&ClientMessage::Leave {});
+        self.wait_closed(Duration::from_secs(5)).await.map(|_| ())
+    }
+
+    /// Waits until the WebSocket is closed; returns the close code, if there was one.
+    pub async fn wait_closed(&self, within: Duration) -> ClientResult<Option<u16>> {
+        self.wait_for("the socket to close", within, |events| {
+            events.iter().find_map(|e| match e {
+                Event::Closed(code) => Some(*code),
+                _ => None,
+            })
+        })
+        .await
+    }
+
+    /// Vanishes like a crashed tab: the TCP connection drops with no close frame (the
+    /// peer connections are closed as the participant is dropped).
+    pub fn vanish(mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+
+    /// Closes both peer connections but keeps the WebSocket: the server sees media
+    /// stop and must notice the connection failed.
+    pub async fn close_media(&self) {
+        let _ = self.publisher.close().await;
+        let _ = self.subscriber.close().await;
+    }
+
+    pub fn publisher_connection(&self) -> &Arc<RTCPeerConnection> {
+        &self.publisher
+    }
+
+    pub fn subscriber_connection(&self) -> &Arc<RTCPeerConnection> {
+        &self.subscriber
+    }
+
+    /// The candidate pair a connection sends its media on, once ICE has chosen one:
+    /// tells a test whether media really went through TURN (`local.typ` relay) or to
+    /// the UDP mux port (`remote.port`).
+    pub async fn selected_pair(&self, target: PeerTarget) -> Option<RTCIceCandidatePair> {
+        let pc = match target {
+            PeerTarget::Publisher => &self.publisher,
+            PeerTarget::Subscriber => &self.subscriber,
+        };
+        // Media and data share one bundled transport, reachable through the SCTP one.
+        pc.sctp()
+            .transport()
+            .ice_transport()
+            .get_selected_candidate_pair()
+            .await
+    }
+}
+
+impl Drop for Participant {
+    fn drop(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        let (p, s) = (Arc::clone(&self.publisher), Arc::clone(&self.subscriber));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = p.close().await;
+                let _ = s.close().await;
+            });
+        }
+    }
+}
+
+/// Creates the publisher and subscriber connections, gathering candidates only on
+/// `ice_ips`, and wires them before any description is set so no candidate or state
+/// change is missed: both trickle their candidates to the server and log their state,
+/// and the subscriber's remote tracks are logged and read.
+async fn create_connections(
+    ice_ips: &[IpAddr],
+    config: RTCConfiguration,
+    shared: &Arc<Shared>,
+) -> ClientResult<(Arc<RTCPeerConnection>, Arc<RTCPeerConnection>)> {
+    let api = build_client_api(ice_ips)?;
+    let publisher = Arc::new(api.new_peer_connection(config.clone()).await?);
+    let subscriber = Arc::new(api.new_peer_connection(config).await?);
+    wire_peer(&publisher, PeerTarget::Publisher, shared);
+    wire_peer(&subscriber, PeerTarget::Subscriber, shared);
+    wire_subscriber_tracks(&subscriber, shared);
+    Ok((publisher, subscriber))
+}
+
+/// Creates the chat data channel on the publisher connection (before the offer, so the
+/// offer includes it) and logs every chat message the server relays on it.
+async fn open_chat(
+    publisher: &RTCPeerConnection,
+    shared: &Arc<Shared>,
+) -> ClientResult<Arc<RTCDataChannel>> {
+    let chat = publisher
+        .create_data_channel(CHAT_CHANNEL_LABEL, None)
+        .await?;
+    let chat_shared = Arc::clone(shared);
+    chat.on_message(Box::new(move |msg| {
+        if let Ok(c) = serde_json::from_slice::<ChatOut>(&msg.data) {
+            chat_shared.push(Event::Chat(c));
+        }
+        Box::pin(async {})
+    }));
+    Ok(chat)
+}
+
+/// Offers the publisher connection (our tracks and the chat channel) to the server; its
+/// answer comes back through the signalling reader.
+async fn send_offer(publisher: &RTCPeerConnection, shared: &Shared) -> ClientResult<()> {
+    let offer = publisher.create_offer(None).await?;
+    publisher.set_local_description(offer.clone()).await?;
+    shared.send(&ClientMessage::Offer {
+        target: PeerTarget::Publisher,
+        sdp: offer.sdp,
+    });
+    Ok(())
+}
+
+fn summary(tracks: &[RemoteTrackStats]) -> String {
+    let parts: Vec<String> = tracks
+        .iter()
+        .map(|t| format!("{}/{:?}: {} pkts", t.publisher, t.kind, t.packets))
+        .collect();
+    format!("[{}]", parts.join(", "))
+}

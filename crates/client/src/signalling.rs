@@ -1,0 +1,237 @@
+//! The WebSocket side of a participant: joining, the writer task that drains the
+//! outbox, and the reader task that applies the server's offers, answers and
+//! candidates to the two peer connections and logs everything else.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::peer_connection::RTCPeerConnection;
+
+use crate::events::{Event, Shared};
+use crate::{ClientError, ClientResult, ParticipantOptions};
+use plaza_protocol::{
+    ClientMessage, IceCandidate, IceServer, ParticipantInfo, PeerTarget, ServerMessage,
+};
+
+type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+pub(crate) type SocketSink = SplitSink<Socket, WsMessage>;
+pub(crate) type SocketStream = SplitStream<Socket>;
+
+/// What `joined` told us.
+pub(crate) struct Joined {
+    pub(crate) id: String,
+    pub(crate) others: Vec<ParticipantInfo>,
+    pub(crate) ice_servers: Vec<IceServer>,
+}
+
+/// Opens the WebSocket, sends `join` and waits for `joined`, skipping anything else
+/// the server sends first. A server `error` before that is a refusal.
+pub(crate) async fn connect(
+    opts: &ParticipantOptions,
+) -> ClientResult<(SocketSink, SocketStream, Joined)> {
+    let (ws, _) = tokio_tungstenite::connect_async(opts.url.as_str()).await?;
+    let (mut sink, mut stream) = ws.split();
+    let join = ClientMessage::Join {
+        room: opts.room.clone(),
+        name: opts.name.clone(),
+        token: opts.token.clone(),
+    };
+    sink.send(WsMessage::Text(json(&join))).await?;
+    let joined = loop {
+        let msg = stream
+            .next()
+            .await
+            .ok_or_else(|| ClientError::Protocol("closed before joined".into()))??;
+        let WsMessage::Text(text) = msg else { continue };
+        match serde_json::from_str::<ServerMessage>(&text) {
+            Ok(ServerMessage::Joined {
+                participant_id,
+                participants,
+                ice_servers,
+                ..
+            }) => {
+                break Joined {
+                    id: participant_id.to_string(),
+                    others: participants,
+                    ice_servers,
+                }
+            }
+            Ok(ServerMessage::Error { code, message }) => {
+                return Err(ClientError::Refused { code, message })
+            }
+            Ok(_) => continue,
+            Err(e) => return Err(ClientError::Protocol(format!("{e}: {text}"))),
+        }
+    };
+    Ok((sink, stream, joined))
+}
+
+fn json(m: &ClientMessage) -> String {
+    serde_json::to_string(m).unwrap_or_default()
+}
+
+/// Starts the socket's two tasks once the publisher offer is queued: the writer (which
+/// sends the offer and everything after it) and the reader (`signalling`).
+pub(crate) fn start(
+    sink: SocketSink,
+    stream: SocketStream,
+    outbox_rx: mpsc::UnboundedReceiver<WsMessage>,
+    shared: &Arc<Shared>,
+    publisher: &Arc<RTCPeerConnection>,
+    subscriber: &Arc<RTCPeerConnection>,
+) -> [JoinHandle<()>; 2] {
+    let writer = tokio::spawn(write_socket(sink, outbox_rx));
+    let reader = tokio::spawn(signalling(
+        stream,
+        Arc::clone(shared),
+        Arc::clone(publisher),
+        Arc::clone(subscriber),
+    ));
+    [writer, reader]
+}
+
+/// Writes the outbox to the socket until either ends, then closes the socket. Everything
+/// we send goes through the outbox, so callbacks (candidates) never wait on the socket.
+async fn write_socket(mut sink: SocketSink, mut outbox_rx: mpsc::UnboundedReceiver<WsMessage>) {
+    while let Some(m) = outbox_rx.recv().await {
+        if sink.send(m).await.is_err() {
+            break;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+/// Sends our candidates for `pc` to the server and logs its state changes.
+pub(crate) fn wire_peer(pc: &Arc<RTCPeerConnection>, target: PeerTarget, shared: &Arc<Shared>) {
+    let s = Arc::clone(shared);
+    pc.on_ice_candidate(Box::new(move |c| {
+        let candidate = c.and_then(|c| c.to_json().ok()).map(|i| IceCandidate {
+            candidate: i.candidate,
+            sdp_mid: i.sdp_mid,
+            sdp_mline_index: i.sdp_mline_index,
+            username_fragment: i.username_fragment,
+        });
+        s.send(&ClientMessage::Candidate { target, candidate });
+        Box::pin(async {})
+    }));
+    let s = Arc::clone(shared);
+    pc.on_peer_connection_state_change(Box::new(move |state| {
+        s.push(match target {
+            PeerTarget::Publisher => Event::PublisherState(state),
+            PeerTarget::Subscriber => Event::SubscriberState(state),
+        });
+        Box::pin(async {})
+    }));
+}
+
+/// Reads server messages in order and drives both peer connections.
+async fn signalling(
+    mut stream: SocketStream,
+    shared: Arc<Shared>,
+    publisher: Arc<RTCPeerConnection>,
+    subscriber: Arc<RTCPeerConnection>,
+) {
+    // Candidates that arrive before the description they belong to.
+    let mut early: HashMap<PeerTarget, Vec<RTCIceCandidateInit>> = HashMap::new();
+    let mut close_code = None;
+    loop {
+        let msg = match stream.next().await {
+            Some(Ok(msg)) => msg,
+            Some(Err(e)) => {
+                tracing::info!(error = %e, "signalling socket failed");
+                break;
+            }
+            None => break,
+        };
+        let text = match msg {
+            WsMessage::Text(t) => t,
+            WsMessage::Close(frame) => {
+                // Worth a line: a participant the server closed (oversized frame,
+                // kicked, peer failed) otherwise vanishes from a soak without a trace.
+                if let Some(f) = frame.as_ref().filter(|f| f.code != CloseCode::Normal) {
+                    tracing::info!(code = u16::from(f.code), reason = %f.reason, "closed by the server");
+                }
+                close_code = frame.map(|f| u16::from(f.code));
+                break;
+            }
+            _ => continue,
+        };
+        let Ok(msg) = serde_json::from_str::<ServerMessage>(&text) else {
+            continue;
+        };
+        match msg {
+            ServerMessage::Answer { sdp, .. } => {
+                if let Ok(answer) = RTCSessionDescription::answer(sdp) {
+                    let _ = publisher.set_remote_description(answer).await;
+                    flush(&publisher, early.remove(&PeerTarget::Publisher)).await;
+                }
+            }
+            ServerMessage::Offer { sdp, .. } => {
+                let Ok(offer) = RTCSessionDescription::offer(sdp) else {
+                    continue;
+                };
+                if subscriber.set_remote_description(offer).await.is_err() {
+                    continue;
+                }
+                flush(&subscriber, early.remove(&PeerTarget::Subscriber)).await;
+                if let Ok(answer) = subscriber.create_answer(None).await {
+                    // Sent before gathering starts, so no candidate overtakes it.
+                    shared.send(&ClientMessage::Answer {
+                        target: PeerTarget::Subscriber,
+                        sdp: answer.sdp.clone(),
+                    });
+                    let _ = subscriber.set_local_description(answer).await;
+                }
+            }
+            ServerMessage::Candidate {
+                target,
+                candidate: Some(c),
+            } => {
+                shared.push(Event::ServerCandidate {
+                    target,
+                    candidate: Some(c.clone()),
+                });
+                let init = RTCIceCandidateInit {
+                    candidate: c.candidate,
+                    sdp_mid: c.sdp_mid,
+                    sdp_mline_index: c.sdp_mline_index,
+                    username_fragment: c.username_fragment,
+                };
+                let pc = match target {
+                    PeerTarget::Publisher => &publisher,
+                    PeerTarget::Subscriber => &subscriber,
+                };
+                if pc.remote_description().await.is_some() {
+                    let _ = pc.add_ice_candidate(init).await;
+                } else {
+                    early.entry(target).or_default().push(init);
+                }
+            }
+            ServerMessage::Candidate {
+                target,
+                candidate: None,
+            } => shared.push(Event::ServerCandidate {
+                target,
+                candidate: None,
+            }),
+            other => shared.push(Event::Server(other)),
+        }
+    }
+    shared.push(Event::Closed(close_code));
+}
+
+/// Applies the candidates held back until their connection had a remote description.
+async fn flush(pc: &RTCPeerConnection, candidates: Option<Vec<RTCIceCandidateInit>>) {
+    for c in candidates.unwrap_or_default() {
+        let _ = pc.add_ice_candidate(c).await;
+    }
+}

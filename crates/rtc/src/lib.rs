@@ -1,0 +1,61 @@
+//! # plaza-rtc: what Plaza's server and its headless client agree on about WebRTC
+//!
+//! Both ends of a Plaza test call are webrtc-rs peers, and they must negotiate the same
+//! way a browser and the server do: the same codecs with the same RTCP feedback, the
+//! same interceptors, the same ICE tuning. Declaring that once here keeps the client
+//! honest (it cannot quietly negotiate something the server would not) and keeps
+//! actix and the rest of the server out of the client's dependency tree.
+//!
+//! - [`codec`]: the codecs Plaza forwards, and keyframe detection on RTP payloads.
+//! - [`interceptors`]: the RTCP/NACK chain, with a short NACK history.
+//! - [`tune_ice`]: ICE settings for fast nomination and no mDNS.
+
+pub mod codec;
+
+use std::time::Duration;
+
+use webrtc::api::interceptor_registry::{configure_rtcp_reports, configure_twcc_receiver_only};
+use webrtc::api::media_engine::MediaEngine;
+use webrtc::api::setting_engine::SettingEngine;
+use webrtc::ice::mdns::MulticastDnsMode;
+use webrtc::interceptor::registry::Registry;
+
+pub use codec::{register_codecs, PayloadFormat};
+
+/// Packets each sender keeps to answer NACKs: 512 (2^9) is about 3 s of 1.5 Mbit/s video,
+/// longer than any retransmission is still useful. webrtc-rs keeps 8192 by default,
+/// which pinned about 10 MB of payloads per published video track.
+const NACK_HISTORY_LOG2: u8 = 9;
+
+/// The interceptor chain every Plaza peer connection (and the headless client) uses:
+/// webrtc-rs's defaults (NACK generator and responder, RTCP reports, TWCC feedback to
+/// publishers), with a shorter NACK history.
+pub fn interceptors(media: &mut MediaEngine) -> webrtc::error::Result<Registry> {
+    use webrtc::interceptor::nack::{generator::Generator, responder::Responder};
+    // The codecs already list the `nack` and `nack pli` feedback (codec::register_codecs).
+    let mut registry = Registry::new();
+    registry.add(Box::new(
+        Responder::builder().with_log2_size(NACK_HISTORY_LOG2),
+    ));
+    registry.add(Box::new(Generator::builder()));
+    let registry = configure_rtcp_reports(registry);
+    configure_twcc_receiver_only(registry, media)
+}
+
+/// ICE settings every Plaza peer connection (and the headless client) uses.
+pub fn tune_ice(s: &mut SettingEngine) {
+    // Browsers hide host addresses behind mDNS names when they have no media
+    // permission; we never need to resolve them (their checks reach us and become
+    // peer-reflexive candidates), and multicast is often unavailable on servers.
+    s.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+    // When we are the controlling agent (the subscriber connection), webrtc-rs by
+    // default waits 1 s before nominating a pair with a peer-reflexive candidate, and
+    // 2 s for a relayed one. A client's check often arrives before its trickled
+    // candidate does, making it peer-reflexive, so the default cost joins a second.
+    // Direct pairs are accepted at once; a relayed pair gets a short grace period for
+    // a direct one to succeed first.
+    s.set_host_acceptance_min_wait(Some(Duration::ZERO));
+    s.set_srflx_acceptance_min_wait(Some(Duration::ZERO));
+    s.set_prflx_acceptance_min_wait(Some(Duration::ZERO));
+    s.set_relay_acceptance_min_wait(Some(Duration::from_millis(300)));
+}

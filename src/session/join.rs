@@ -1,0 +1,162 @@
+//! Joining: the join limit per address, the two peer connections, entering the room's
+//! actor (starting it if needed), and `joined` back to the client.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_web_actors::ws;
+use plaza_protocol::auth::Grant;
+use plaza_protocol::{
+    Limits, ParticipantInfo, PeerTarget, ProtocolError, RoomId, ServerMessage, PROTOCOL_VERSION,
+};
+use tracing::info;
+
+use super::{close, WsSession};
+use crate::room::{self, JoinAccepted, JoinRefused, Room, RoomEvent};
+use crate::state::AppState;
+
+impl WsSession {
+    pub(super) fn join(
+        &mut self,
+        room_id: RoomId,
+        name: Arc<str>,
+        grant: Grant,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) -> Result<(), ProtocolError> {
+        if let Some(ip) = self.peer_addr.map(|a| a.ip()) {
+            if !self.app.join_limiter.allow(ip, Instant::now()) {
+                // Told, then closed: a client that reconnects with backoff (as the web
+                // client does) then comes back later instead of re-sending join at once.
+                self.fail(
+                    ctx,
+                    ProtocolError::RateLimited(format!(
+                        "more than {} joins per minute from this address; try again later",
+                        self.app.config.limits.joins_per_ip_per_minute
+                    )),
+                );
+                close(ctx, ws::CloseCode::Policy, "rate_limited");
+                return Ok(());
+            }
+        }
+        let started = Instant::now();
+        if let Some(identity) = &grant.identity {
+            info!(%identity, publish = grant.publish, subscribe = grant.subscribe, "token accepted");
+        }
+        let app = Arc::clone(&self.app);
+        let me = ParticipantInfo {
+            id: self.id.clone(),
+            name: name.to_string(),
+            audio_muted: false,
+            video_muted: false,
+        };
+        let events = ctx.address().recipient::<RoomEvent>();
+        let publisher_events = Self::peer_handler(ctx, PeerTarget::Publisher);
+        let subscriber_events = Self::peer_handler(ctx, PeerTarget::Subscriber);
+        let joining = async move {
+            let media = &app.media;
+            let publisher = media
+                .new_peer(PeerTarget::Publisher, publisher_events)
+                .await
+                .map_err(|e| ProtocolError::Internal(e.to_string()))?;
+            let subscriber = media
+                .new_peer(PeerTarget::Subscriber, subscriber_events)
+                .await
+                .map_err(|e| ProtocolError::Internal(e.to_string()))?;
+            let (room, accepted) = enter_room(&app, &room_id, me, events).await?;
+            Ok::<_, ProtocolError>((room_id, room, accepted, publisher, subscriber))
+        };
+        ctx.wait(
+            joining
+                .into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok((room_id, room, accepted, publisher, subscriber)) => {
+                        act.app.metrics.observe_join(started.elapsed());
+                        act.signalling.join_done(Ok(&grant));
+                        act.publisher = Some(Arc::new(publisher));
+                        act.subscriber = Some(Arc::new(subscriber));
+                        act.on_joined(room_id, room, name, accepted, ctx);
+                    }
+                    Err(e) => {
+                        act.signalling.join_done(Err(()));
+                        act.fail(ctx, e);
+                    }
+                }),
+        );
+        Ok(())
+    }
+
+    pub(super) fn on_joined(
+        &mut self,
+        room_id: RoomId,
+        room: Addr<Room>,
+        name: Arc<str>,
+        accepted: JoinAccepted,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        self.span.record("room", tracing::field::display(&room_id));
+        let _e = self.span.clone().entered();
+        info!(name = %name, others = accepted.participants.len(), "joined");
+        self.app
+            .registry
+            .set_joined(&self.id, room_id.clone(), name);
+        let config = &self.app.config;
+        self.send(
+            ctx,
+            &ServerMessage::Joined {
+                protocol: PROTOCOL_VERSION,
+                room: room_id.clone(),
+                participant_id: self.id.clone(),
+                participants: accepted.participants,
+                ice_servers: crate::turn::ice_servers_for(config, &self.id),
+                limits: Limits {
+                    max_chat_bytes: config.limits.max_chat_bytes,
+                    max_frame_bytes: config.limits.max_frame_bytes,
+                },
+            },
+        );
+        self.room = Some(room);
+        for track in accepted.tracks {
+            self.subscribe(track, ctx);
+        }
+    }
+}
+
+/// Joins the room's actor, starting it if needed. A room that is closing at that very
+/// moment refuses with `Closing`; by then it is out of the registry, so the next try
+/// starts a fresh one.
+async fn enter_room(
+    app: &Arc<AppState>,
+    room_id: &RoomId,
+    me: ParticipantInfo,
+    events: Recipient<RoomEvent>,
+) -> Result<(Addr<Room>, JoinAccepted), ProtocolError> {
+    let limits = &app.config.limits;
+    for _ in 0..8 {
+        let room = app
+            .registry
+            .room_or_start(room_id, limits.max_rooms, |registration| {
+                Room::new(
+                    room_id,
+                    limits.max_participants_per_room,
+                    registration.entry,
+                    registration.alive,
+                )
+                .start()
+            })?;
+        let join = room::Join {
+            participant: me.clone(),
+            events: events.clone(),
+        };
+        match room.send(join).await {
+            Ok(Ok(accepted)) => return Ok((room, accepted)),
+            Ok(Err(JoinRefused::Refused(e))) => return Err(e),
+            // Closing, or already stopped: the registry no longer has it; retry.
+            Ok(Err(JoinRefused::Closing)) | Err(_) => {
+                app.registry.forget_room(room_id, &room);
+                continue;
+            }
+        }
+    }
+    Err(ProtocolError::Internal("could not enter the room".into()))
+}

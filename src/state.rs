@@ -1,0 +1,25 @@
+//! What every HTTP handler and every session shares: the configuration, the registry,
+//! the media plane, the token verifier, the join limiter and the counters. Its own
+//! module, so that the session and the admin API can use it without importing the
+//! HTTP server that builds it.
+
+use std::sync::Arc;
+
+use plaza_protocol::auth::TokenVerifier;
+use plaza_protocol::rate::PerIpLimiter;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::rtc::MediaPlane;
+
+/// What every handler and actor shares.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub registry: Arc<Registry>,
+    pub media: Arc<MediaPlane>,
+    /// Verifies room tokens; `None` when rooms are open (no `auth.secret`).
+    pub tokens: Option<Arc<TokenVerifier>>,
+    pub join_limiter: PerIpLimiter,
+    pub metrics: Metrics,
+}
