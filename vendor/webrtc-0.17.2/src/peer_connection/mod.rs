@@ -1756,6 +1756,31 @@ impl RTCPeerConnection {
         Ok(transceiver.sender().await)
     }
 
+    /// Plaza patch (vendor/README.md): a new sender for `track`, to put on an existing
+    /// transceiver with `RTCRtpTransceiver::set_sender`. A subscriber m-line that a
+    /// removed track left behind is recycled this way: the new sender brings a new SSRC,
+    /// and the next offer a new msid, so the remote side sees a new track there.
+    pub async fn new_rtp_sender(
+        &self,
+        track: Arc<dyn TrackLocal + Send + Sync>,
+    ) -> Result<Arc<RTCRtpSender>> {
+        if self.internal.is_closed.load(Ordering::SeqCst) {
+            return Err(Error::ErrConnectionClosed);
+        }
+        Ok(Arc::new(
+            RTCRtpSender::new(
+                Some(Arc::clone(&track)),
+                track.kind(),
+                Arc::clone(&self.internal.dtls_transport),
+                Arc::clone(&self.internal.media_engine),
+                Arc::clone(&self.internal.setting_engine),
+                Arc::clone(&self.interceptor),
+                false,
+            )
+            .await,
+        ))
+    }
+
     /// remove_track removes a Track from the PeerConnection
     pub async fn remove_track(&self, sender: &Arc<RTCRtpSender>) -> Result<()> {
         if self.internal.is_closed.load(Ordering::SeqCst) {

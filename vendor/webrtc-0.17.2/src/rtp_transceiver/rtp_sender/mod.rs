@@ -566,25 +566,31 @@ impl RTCRtpSender {
             return Ok(());
         }
 
-        self.replace_track(None).await?;
-
-        let track_encodings = self.track_encodings.lock().await;
-        for encoding in track_encodings.iter() {
+        // Plaza patch (vendor/README.md): the encodings are taken out and released here.
+        // Upstream emptied them first (`replace_track(None)` drains them) and then looped
+        // over the empty list, so a removed sender kept its interceptor streams (NACK
+        // history, sender reports for a dead SSRC) and its RTCP stream for the whole life
+        // of the connection.
+        let encodings: Vec<_> = self.track_encodings.lock().await.drain(..).collect();
+        let mut result = Ok(());
+        for encoding in encodings {
+            let _ = encoding.track.unbind(&encoding.context).await;
             self.interceptor
                 .unbind_local_stream(&encoding.stream_info)
                 .await;
-
-            encoding.srtp_stream.close().await?;
-
+            if let Err(e) = encoding.srtp_stream.close().await {
+                result = Err(e);
+            }
             if let Some(rtx) = &encoding.rtx {
                 let rtx_stream_info = rtx.stream_info.lock().await;
                 self.interceptor.unbind_local_stream(&rtx_stream_info).await;
-
-                rtx.srtp_stream.close().await?;
+                if let Err(e) = rtx.srtp_stream.close().await {
+                    result = Err(e);
+                }
             }
         }
 
-        Ok(())
+        result
     }
 
     /// read reads incoming RTCP for this RTPReceiver
