@@ -10,7 +10,9 @@
 pub mod data;
 pub mod down_track;
 pub mod forwarder;
+pub mod keyframe;
 pub mod peer;
+mod slots;
 pub mod stats;
 pub mod up_track;
 
@@ -29,6 +31,7 @@ use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
 
 pub use self::data::ChatChannel;
 pub use self::down_track::DownTrack;
+pub use self::keyframe::KeyframePolicy;
 pub use self::peer::{
     ConnectionState, DataChannel, DataMessage, IceConnectionState, Peer, PeerEvent,
     PeerEventHandler, RemoteTrack, SenderHandle,

@@ -21,7 +21,6 @@ use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecParameters;
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::TrackLocal;
 use webrtc::track::track_remote::TrackRemote;
@@ -29,6 +28,8 @@ use webrtc::track::track_remote::TrackRemote;
 use plaza_protocol::{IceCandidate, ParticipantId, PeerTarget, ProtocolError, TrackId};
 
 use super::down_track::DownTrack;
+use super::keyframe::KeyframePolicy;
+use super::slots;
 use super::stats::TaskGuard;
 use super::up_track::UpTrack;
 use super::MediaPlane;
@@ -134,7 +135,11 @@ impl From<DataChannelMessage> for DataMessage {
 }
 
 /// A down track's place on a subscriber connection, to remove it by.
-pub struct SenderHandle(Arc<RTCRtpSender>);
+pub struct SenderHandle {
+    sender: Arc<RTCRtpSender>,
+    /// Ends the task that reads the subscriber's RTCP for this track.
+    reader_stop: tokio_util::sync::CancellationToken,
+}
 
 pub type PeerEventHandler = Arc<dyn Fn(PeerEvent) + Send + Sync>;
 
@@ -144,6 +149,9 @@ pub struct Peer {
     media: Arc<MediaPlane>,
     /// Set once DTLS is up; down tracks read it to know when sending can start.
     transport_ready: Arc<AtomicBool>,
+    /// This (subscriber) connection's down tracks: when the transport comes up, those
+    /// already negotiated ask for their first keyframe at once.
+    down_tracks: DownTracks,
     closed: AtomicBool,
     /// Remote candidates that came before the remote description (a client may trickle
     /// them right after its offer/answer; they are applied once it is set).
@@ -172,13 +180,15 @@ impl Peer {
             .await??;
         let pc = Arc::new(pc);
         let transport_ready = Arc::new(AtomicBool::new(false));
-        install_handlers(&pc, target, handler, &transport_ready);
+        let down_tracks = DownTracks::default();
+        install_handlers(&pc, target, handler, &transport_ready, &down_tracks);
         Ok(Peer {
             target,
             guard: std::sync::Mutex::new(Some(TaskGuard::new(&media.stats.peer_connections))),
             pc,
             media,
             transport_ready,
+            down_tracks,
             closed: AtomicBool::new(false),
             early_candidates: Arc::default(),
             tasks: tokio_util::sync::CancellationToken::new(),
@@ -192,7 +202,7 @@ impl Peer {
         &self,
         track: RemoteTrack,
         publisher: ParticipantId,
-        keyframe_request_interval: std::time::Duration,
+        keyframe_policy: KeyframePolicy,
         on_end: impl FnOnce(TrackId) + Send + 'static,
     ) -> Arc<UpTrack> {
         // Started on the media runtime: the read loop must not live on an actix worker.
@@ -201,7 +211,7 @@ impl Peer {
             track.0,
             &self.pc,
             publisher,
-            keyframe_request_interval,
+            keyframe_policy,
             Arc::clone(&self.media.stats),
             on_end,
         )
@@ -209,15 +219,20 @@ impl Peer {
 
     /// `up` as `subscriber` will get it on this (subscriber) connection; it receives
     /// packets once added with `UpTrack::add_subscriber`.
-    pub fn down_track_for(&self, up: &UpTrack, subscriber: ParticipantId) -> Arc<DownTrack> {
-        Arc::new(DownTrack::new(
+    pub fn down_track_for(&self, up: &Arc<UpTrack>, subscriber: ParticipantId) -> Arc<DownTrack> {
+        let down = Arc::new(DownTrack::new(
+            Arc::downgrade(up),
             up.id.clone(),
             &up.publisher,
             subscriber,
             up.codec().clone(),
             self.transport_ready(),
             up.stats(),
-        ))
+        ));
+        let mut list = lock(&self.down_tracks);
+        list.retain(|d| d.strong_count() > 0);
+        list.push(Arc::downgrade(&down));
+        down
     }
 
     pub fn transport_ready(&self) -> Arc<AtomicBool> {
@@ -340,25 +355,16 @@ impl Peer {
         up: Weak<UpTrack>,
     ) -> Result<SenderHandle, Error> {
         let pc = Arc::clone(&self.pc);
-        let stop = self.tasks.clone();
+        // Cancelled when this track is removed, or the connection closes.
+        let stop = self.tasks.child_token();
+        let reader_stop = stop.clone();
         let ops = Arc::clone(&self.ops);
         self.media
             .run(async move {
                 let _op = ops.lock().await;
                 let codec = down.codec().clone();
                 let track: Arc<dyn TrackLocal + Send + Sync> = down;
-                let sender = pc.add_track(track).await?;
-                // Offer only the codec the publisher sends: the subscriber cannot pick
-                // another one, since an SFU forwards without transcoding.
-                for t in pc.get_transceivers().await {
-                    if Arc::ptr_eq(&t.sender().await, &sender) {
-                        let only = RTCRtpCodecParameters {
-                            capability: codec.clone(),
-                            ..Default::default()
-                        };
-                        t.set_codec_preferences(vec![only]).await?;
-                    }
-                }
+                let sender = slots::occupy(&pc, track, &codec).await?;
                 let reader = Arc::clone(&sender);
                 tokio::spawn(async move {
                     // Ends when the sender stops (track removed or connection closed),
@@ -387,13 +393,19 @@ impl Peer {
                         }
                     }
                 });
-                Ok::<_, Error>(SenderHandle(sender))
+                Ok::<_, Error>(SenderHandle {
+                    sender,
+                    reader_stop,
+                })
             })
             .await?
     }
 
-    pub async fn remove_down_track(&self, sender: SenderHandle) -> Result<(), Error> {
-        let sender = sender.0;
+    /// Takes a down track off this connection; its m-line goes inactive in the next
+    /// offer and is free for the next track of its kind after that (`slots.rs`).
+    pub async fn remove_down_track(&self, handle: SenderHandle) -> Result<(), Error> {
+        handle.reader_stop.cancel();
+        let sender = handle.sender;
         let pc = Arc::clone(&self.pc);
         let ops = Arc::clone(&self.ops);
         self.media
@@ -462,11 +474,18 @@ fn internal(e: Error) -> ProtocolError {
     ProtocolError::Internal(e.to_string())
 }
 
+type DownTracks = Arc<std::sync::Mutex<Vec<Weak<DownTrack>>>>;
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn install_handlers(
     pc: &Arc<RTCPeerConnection>,
     target: PeerTarget,
     handler: PeerEventHandler,
     transport_ready: &Arc<AtomicBool>,
+    down_tracks: &DownTracks,
 ) {
     let h = Arc::clone(&handler);
     pc.on_ice_candidate(Box::new(move |c| {
@@ -483,9 +502,14 @@ fn install_handlers(
     }));
     let h = Arc::clone(&handler);
     let ready = Arc::clone(transport_ready);
+    let downs = Arc::clone(down_tracks);
     pc.on_peer_connection_state_change(Box::new(move |s| {
         if s == RTCPeerConnectionState::Connected {
             ready.store(true, Ordering::Release);
+            let waiting: Vec<_> = lock(&downs).iter().filter_map(Weak::upgrade).collect();
+            for down in waiting {
+                down.ask_keyframe_if_ready();
+            }
         }
         h(PeerEvent::ConnectionState(s.into()));
         Box::pin(async {})
