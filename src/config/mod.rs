@@ -56,13 +56,17 @@ settings! {
 
     /// Forwarding policy.
     pub struct MediaConfig in media {
-        /// At most one keyframe request (PLI) per published track per this interval,
-        /// however many subscribers ask.
-        // A big room must not cause a PLI storm (each keyframe costs the publisher a
-        // burst of bits); the price is that subscribers who start within one interval
-        // of each other may wait for it. Shorter: video sooner; longer: fewer bursts.
-        keyframe_request_interval: Duration = "1s",
-            flag "keyframe-request-interval", env "PLAZA_KEYFRAME_REQUEST_INTERVAL", sample "500ms";
+        /// The hard cap on keyframe requests (PLIs): at most one per published track
+        /// per this interval, however many subscribers ask.
+        // A new subscriber's request leaves at once and requests while one is in flight
+        // merge (rtc/keyframe.rs), so the cap only matters when many join together: a
+        // big room must not cause a PLI storm (each keyframe costs the publisher a burst
+        // of bits), and a subscriber held back by it waits at most this long.
+        keyframe_request_interval: Duration = "200ms",
+            flag "keyframe-request-interval", env "PLAZA_KEYFRAME_REQUEST_INTERVAL", sample "300ms";
+        /// A keyframe request that got no keyframe within this long is sent again.
+        keyframe_retry: Duration = "400ms",
+            flag "keyframe-retry", env "PLAZA_KEYFRAME_RETRY", sample "1s";
     }
 
     /// Where the server's own ICE candidates come from, and how fast a dead connection
@@ -223,6 +227,16 @@ impl Config {
             return bad(
                 "media.keyframe_request_interval",
                 "must be at least 50ms (a keyframe takes longer than that to arrive)".into(),
+            );
+        }
+        if self.media.keyframe_retry < self.media.keyframe_request_interval {
+            return bad(
+                "media.keyframe_retry",
+                format!(
+                    "must be at least media.keyframe_request_interval ({}): a retry cannot \
+                     leave sooner than the cap allows",
+                    humantime::format_duration(self.media.keyframe_request_interval)
+                ),
             );
         }
         if self.heartbeat.interval.is_zero() {

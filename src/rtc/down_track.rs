@@ -7,7 +7,7 @@
 
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
@@ -23,6 +23,7 @@ use plaza_rtc::PayloadFormat;
 
 use super::forwarder::{Forwarder, Verdict};
 use super::stats::{MediaStats, TaskGuard};
+use super::up_track::UpTrack;
 
 /// What the negotiation gave this track on the subscriber's connection.
 struct Binding {
@@ -59,12 +60,16 @@ pub struct DownTrack {
     /// down tracks. Before that, writes are dropped by webrtc-rs, so asking the
     /// publisher for a keyframe would be wasted.
     transport_ready: Arc<AtomicBool>,
+    /// The track it forwards, to ask for a keyframe the moment this one can send.
+    /// Weak: the up track holds its down tracks, not the other way round.
+    up: Weak<UpTrack>,
     /// Counts this down track in `MediaStats::subscriptions` while it lives.
     _alive: TaskGuard,
 }
 
 impl DownTrack {
     pub fn new(
+        up: Weak<UpTrack>,
         track_id: TrackId,
         publisher: &ParticipantId,
         subscriber: ParticipantId,
@@ -83,7 +88,19 @@ impl DownTrack {
             codec,
             binding: ArcSwapOption::empty(),
             transport_ready,
+            up,
             _alive: TaskGuard::new(&stats.subscriptions),
+        }
+    }
+
+    /// Asks for a keyframe if this track can send now (negotiated and the transport up):
+    /// the subscriber's first picture should not wait for the next packet to notice.
+    /// Called when either becomes true.
+    pub(super) fn ask_keyframe_if_ready(&self) {
+        if self.binding.load().is_some() && self.transport_ready.load(Ordering::Acquire) {
+            if let Some(up) = self.up.upgrade() {
+                up.request_keyframe();
+            }
         }
     }
 
@@ -179,6 +196,7 @@ impl TrackLocal for DownTrack {
             writer: t.write_stream(),
             paused: t.paused(),
         })));
+        self.ask_keyframe_if_ready();
         Ok(codec)
     }
 

@@ -5,9 +5,9 @@
 //! list, the read loop loads the current one per packet and never waits on a lock or a
 //! mailbox. Media never passes through an actor.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +20,7 @@ use plaza_protocol::{MediaKind, ParticipantId, TrackId, TrackInfo};
 use plaza_rtc::PayloadFormat;
 
 use super::down_track::{DownTrack, Sent};
+use super::keyframe::{KeyframePolicy, KeyframeRequests};
 use super::stats::{MediaStats, Tally, TaskGuard};
 
 /// Microseconds since the first call: the forwarders' clock.
@@ -39,9 +40,10 @@ pub struct UpTrack {
     /// The publisher's connection, to send keyframe requests on. Weak: the connection
     /// owns the track, not the other way round.
     publisher_pc: Weak<RTCPeerConnection>,
-    /// `now_us()` of the last keyframe request plus one (0 = never).
-    last_keyframe_request_us: AtomicU64,
-    keyframe_request_interval_us: u64,
+    /// When to send the publisher a PLI (`keyframe.rs`); `keyframe_wanted` mirrors
+    /// its `pending()` so the read loop takes the lock only while someone waits.
+    keyframes: Mutex<KeyframeRequests>,
+    keyframe_wanted: AtomicBool,
     cancel: CancellationToken,
     stats: Arc<MediaStats>,
 }
@@ -54,7 +56,7 @@ impl UpTrack {
         track: Arc<TrackRemote>,
         publisher_pc: &Arc<RTCPeerConnection>,
         publisher: ParticipantId,
-        keyframe_request_interval: Duration,
+        keyframe_policy: KeyframePolicy,
         stats: Arc<MediaStats>,
         on_end: impl FnOnce(TrackId) + Send + 'static,
     ) -> Arc<UpTrack> {
@@ -73,8 +75,8 @@ impl UpTrack {
             media_ssrc: track.ssrc(),
             subscribers: ArcSwap::from_pointee(Vec::new()),
             publisher_pc: Arc::downgrade(publisher_pc),
-            last_keyframe_request_us: AtomicU64::new(0),
-            keyframe_request_interval_us: keyframe_request_interval.as_micros() as u64,
+            keyframes: Mutex::new(KeyframeRequests::new(keyframe_policy)),
+            keyframe_wanted: AtomicBool::new(false),
             cancel: CancellationToken::new(),
             stats,
         });
@@ -115,6 +117,11 @@ impl UpTrack {
             tally.bytes_in += pkt.payload.len() as u64;
             let keyframe = self.format.is_keyframe_start(&pkt.payload);
             let now = now_us();
+            if self.keyframe_wanted.load(Ordering::Acquire) {
+                // Before the subscribers see the packet: a keyframe serves every request
+                // so far; otherwise a request held back by the cap may be due now.
+                self.keyframe_tick(keyframe, now);
+            }
             let subscribers = self.subscribers.load();
             for down in subscribers.iter() {
                 match down.write(&pkt, keyframe, now).await {
@@ -184,26 +191,48 @@ impl UpTrack {
         self.subscribers.load().len()
     }
 
-    /// Asks the publisher for a keyframe (PLI), at most once per
-    /// keyframe request interval. Called from the read loop (a subscriber starting) and
-    /// from subscribers' RTCP (their decoder lost the picture). Must run on the media
-    /// runtime.
+    /// Asks the publisher for a keyframe (PLI) for a subscriber that needs one: at once,
+    /// merged with one already in flight, or as soon as the per-track cap allows
+    /// (`keyframe.rs`). Called when a down track can first send, from the read loop
+    /// (a subscriber still waiting), and from subscribers' RTCP (their decoder lost the
+    /// picture). Must run on the media runtime.
     pub fn request_keyframe(&self) {
         if !self.format.needs_keyframe() {
             return;
         }
-        let now = now_us() + 1;
-        let last = self.last_keyframe_request_us.load(Ordering::Relaxed);
-        if last != 0 && now - last < self.keyframe_request_interval_us {
-            return;
+        let send = {
+            let mut k = self.lock_keyframes();
+            let send = k.request(now_us());
+            self.keyframe_wanted.store(k.pending(), Ordering::Release);
+            send
+        };
+        if send {
+            self.send_pli();
         }
-        if self
-            .last_keyframe_request_us
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-        {
-            return; // another caller won the race and is sending one
+    }
+
+    /// The read loop's half of the policy, for one packet.
+    fn keyframe_tick(&self, keyframe: bool, now: u64) {
+        let send = {
+            let mut k = self.lock_keyframes();
+            if keyframe {
+                k.keyframe_arrived();
+            }
+            let send = k.poll(now);
+            self.keyframe_wanted.store(k.pending(), Ordering::Release);
+            send
+        };
+        if send {
+            self.send_pli();
         }
+    }
+
+    fn lock_keyframes(&self) -> std::sync::MutexGuard<'_, KeyframeRequests> {
+        // A plain struct with no invariant a panic could break halfway.
+        self.keyframes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn send_pli(&self) {
         let Some(pc) = self.publisher_pc.upgrade() else {
             return;
         };

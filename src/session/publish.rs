@@ -10,7 +10,7 @@ use tracing::info;
 
 use super::{timeout, UpTrackEnded, WsSession};
 use crate::room;
-use crate::rtc::RemoteTrack;
+use crate::rtc::{KeyframePolicy, RemoteTrack};
 
 impl WsSession {
     pub(super) fn on_offer(&mut self, sdp: String, ctx: &mut ws::WebsocketContext<Self>) {
@@ -46,7 +46,10 @@ impl WsSession {
         let up = peer.publish(
             track,
             self.id.clone(),
-            self.app.config.media.keyframe_request_interval,
+            KeyframePolicy {
+                min_interval: self.app.config.media.keyframe_request_interval,
+                retry_after: self.app.config.media.keyframe_retry,
+            },
             move |track_id| {
                 if let Some(addr) = addr.upgrade() {
                     addr.do_send(UpTrackEnded(track_id));
