@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use plaza::rtc::MediaStats;
+use plaza_client::{Event, Participant, VideoOptions};
 use plaza_tools::soak::{self, LeaveKind, SoakOptions, SoakReport};
 use plaza_tools::testing::TestServer;
 
@@ -35,9 +36,9 @@ fn churn_server() -> TestServer {
 fn options(server: &TestServer, prefix: &str, cycles: u64) -> SoakOptions {
     let mut o = SoakOptions::new(server.ws_url());
     o.cycles = cycles;
-    // Six rooms keep each resident under ~100 tracks come and gone; more would hit the
-    // known m-line growth (see `a_resident_outlives_many_tracks` below).
-    o.rooms = 6;
+    // One room: its resident lives through every track that comes and goes (subscriber
+    // m-lines are recycled, see `a_resident_outlives_many_tracks`).
+    o.rooms = 1;
     // Two shared cores run the server, the participants and other test binaries.
     o.concurrency = 4;
     o.residents_per_room = 1;
@@ -114,20 +115,72 @@ async fn the_server_process_keeps_no_file_descriptor() {
 /// The two tests take turns: each loads both cores.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// KNOWN BUG, ignored until fixed (docs/reliability.md): a subscriber connection never
-/// reuses the m-line of a track that went away, so every offer and answer grows by one
-/// m-section per track that ever came and went while the participant stayed. After
-/// ~160 tracks the participant's answer is over the 64 KiB frame limit and the server
-/// closes it with 1009. One resident, 120 participants coming and going (240 tracks).
+/// Participants per wave around the resident, each publishing audio and video.
+const WAVE: usize = 8;
+/// Tracks that come and go while the resident stays.
+const TRACKS: usize = 1000;
+
+/// A long meeting: one resident stays while 1,000 tracks come and go in its room (waves
+/// of 8 participants joining, publishing and leaving). It receives every current
+/// member's media, is never closed, and its subscriber offers stay bounded by how many
+/// tracks it receives at once, not by the room's history: subscriber m-lines are
+/// recycled (src/rtc/slots.rs). Before, every track that ever passed left an m-section,
+/// and after ~160 the resident's answer outgrew the frame limit (closed with 1009).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "known bug: subscriber m-lines are never recycled (docs/reliability.md)"]
 async fn a_resident_outlives_many_tracks() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let server = churn_server();
-    let mut o = options(&server, "longlived", 120);
-    o.rooms = 1;
-    o.only = Some(LeaveKind::Clean);
-    let report = soak::run(&o).await;
-    assert_no_failures("long-lived resident", &report);
+    let light = VideoOptions {
+        fps: 10,
+        bitrate_bps: 60_000,
+        keyframe_interval: None,
+    };
+    let member = |name: String| {
+        let mut o = common::options(&server, "long", &name);
+        o.record_payloads = false;
+        o.video = Some(light.clone());
+        Participant::join(o)
+    };
+    let resident = member("resident".into()).await.expect("resident joins");
+    // Concurrent tracks at the resident: one wave's audio and video.
+    let concurrent = 2 * WAVE;
+    let bound = 2 * concurrent + 2;
+    let (mut max_sections, mut max_bytes) = (0, 0);
+    let waves = TRACKS.div_ceil(concurrent);
+    for wave in 0..waves {
+        let joins = (0..WAVE).map(|i| member(format!("w{wave}-{i}")));
+        let members: Vec<Participant> = futures_util::future::join_all(joins)
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("wave {wave}: a member cannot join: {e}"));
+        let refs: Vec<&Participant> = members.iter().collect();
+        wait_media_from(&resident, &refs, 3).await;
+        let (bytes, sections) = resident.last_subscriber_offer().expect("offers");
+        max_sections = max_sections.max(sections);
+        max_bytes = max_bytes.max(bytes);
+        assert!(
+            sections <= bound,
+            "wave {wave}: the resident's subscriber offer has {sections} m-sections \
+             ({bytes} bytes) for {concurrent} concurrent tracks; bound {bound}"
+        );
+        for p in members {
+            p.leave().await.expect("a member leaves");
+        }
+    }
+    assert!(
+        !resident
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::Closed(_))),
+        "the resident was never closed"
+    );
+    eprintln!(
+        "resident: {} tracks came and went; largest subscriber offer {max_sections} m-sections, \
+         {max_bytes} bytes",
+        waves * concurrent
+    );
+    resident.leave().await.expect("resident leaves");
     assert_server_empty(&server).await;
 }
 

@@ -10,6 +10,11 @@ use plaza_protocol::{PeerTarget, ProtocolError, ServerMessage, TrackId};
 use tracing::{debug, warn};
 
 use super::{timeout, Negotiate, WsSession, PEER_CALL_TIMEOUT};
+
+/// A subscriber offer with no answer after this long is made again. Browsers answer in
+/// milliseconds; this covers a lost message or a client whose answer failed, without
+/// overtaking a slow but working one.
+const OFFER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 use crate::rtc::{SenderHandle, UpTrack};
 
 /// One track this participant receives.
@@ -95,8 +100,59 @@ impl WsSession {
                             act.schedule_negotiation(ctx);
                         }
                     }
-                    // The offer stays in flight: the client may still send a valid answer.
-                    Err(e) => act.fail(ctx, e),
+                    Err(e) => {
+                        // Told why, then given a fresh offer to answer: waiting for a
+                        // better answer to the same offer could wait forever.
+                        act.fail(ctx, e);
+                        let serial = act.signalling.offer_serial();
+                        if act.signalling.offer_unanswered(serial) {
+                            act.make_offer(ctx);
+                        }
+                    }
+                }),
+        );
+    }
+
+    /// Creates the next subscriber offer and sends it; if no answer comes within
+    /// `OFFER_TIMEOUT` (lost, or the client could not make one), offers again.
+    fn make_offer(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(peer) = self.subscriber.clone() else {
+            return;
+        };
+        let serial = self.signalling.offer_serial();
+        let offering = async move {
+            tokio::time::timeout(PEER_CALL_TIMEOUT, peer.offer())
+                .await
+                .map_err(|_| crate::error::Error::Timeout("create offer"))?
+        };
+        ctx.wait(
+            offering
+                .into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(sdp) => {
+                        act.send(
+                            ctx,
+                            &ServerMessage::Offer {
+                                target: PeerTarget::Subscriber,
+                                sdp,
+                            },
+                        );
+                        ctx.run_later(OFFER_TIMEOUT, move |act, ctx| {
+                            if act.signalling.offer_unanswered(serial) {
+                                let _e = act.span.clone().entered();
+                                warn!(timeout = ?OFFER_TIMEOUT, "subscriber offer not answered; offering again");
+                                act.make_offer(ctx);
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "cannot create subscriber offer");
+                        act.signalling.offer_failed();
+                        act.fail(
+                            ctx,
+                            ProtocolError::Internal("cannot create an offer".into()),
+                        );
+                    }
                 }),
         );
     }
@@ -108,37 +164,11 @@ impl Handler<Negotiate> for WsSession {
     fn handle(&mut self, _msg: Negotiate, ctx: &mut Self::Context) {
         let _e = self.span.clone().entered();
         self.negotiation_scheduled = false;
-        let Some(peer) = self.subscriber.clone() else {
-            return;
-        };
-        if !self.signalling.offer_needed(!self.subscriptions.is_empty()) {
+        if self.subscriber.is_none()
+            || !self.signalling.offer_needed(!self.subscriptions.is_empty())
+        {
             return;
         }
-        let offering = async move {
-            tokio::time::timeout(PEER_CALL_TIMEOUT, peer.offer())
-                .await
-                .map_err(|_| crate::error::Error::Timeout("create offer"))?
-        };
-        ctx.wait(
-            offering
-                .into_actor(self)
-                .map(|result, act, ctx| match result {
-                    Ok(sdp) => act.send(
-                        ctx,
-                        &ServerMessage::Offer {
-                            target: PeerTarget::Subscriber,
-                            sdp,
-                        },
-                    ),
-                    Err(e) => {
-                        warn!(error = %e, "cannot create subscriber offer");
-                        act.signalling.offer_failed();
-                        act.fail(
-                            ctx,
-                            ProtocolError::Internal("cannot create an offer".into()),
-                        );
-                    }
-                }),
-        );
+        self.make_offer(ctx);
     }
 }

@@ -40,6 +40,37 @@ pub enum Event {
         target: PeerTarget,
         candidate: Option<IceCandidate>,
     },
+    /// The server offered on the subscriber connection: the offer's size, so tests
+    /// can check it follows what the participant receives, not the room's history.
+    SubscriberOffer {
+        bytes: usize,
+        /// `m=` sections in it.
+        m_sections: usize,
+        /// What the client did with it (see `Misbehave`).
+        handled: OfferHandling,
+    },
+}
+
+/// What the client did with a subscriber offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfferHandling {
+    Answered,
+    /// Dropped on purpose (`Participant::misbehave`): no answer sent.
+    Dropped,
+    /// Answered with an SDP that cannot apply (`Participant::misbehave`).
+    Garbled,
+    /// The offer did not apply here.
+    Refused,
+}
+
+/// Faults a test asks the participant to commit on the next subscriber offers, to
+/// check that the server's negotiation recovers.
+#[derive(Debug, Default)]
+pub(crate) struct Misbehave {
+    /// Offers to drop without answering.
+    pub(crate) drop_offers: AtomicU64,
+    /// Offers to answer with garbage.
+    pub(crate) garble_answers: AtomicU64,
 }
 
 /// Everything received on one remote track.
@@ -101,6 +132,7 @@ pub(crate) struct Shared {
     pub(crate) on_packet: Option<OnPacket>,
     pub(crate) on_sent: Option<OnSent>,
     pub(crate) track_stats: bool,
+    pub(crate) misbehave: Misbehave,
 }
 
 impl Shared {
@@ -118,6 +150,7 @@ impl Shared {
             on_packet: opts.on_packet.clone(),
             on_sent: opts.on_sent.clone(),
             track_stats: opts.track_stats,
+            misbehave: Misbehave::default(),
         }
     }
 

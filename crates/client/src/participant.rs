@@ -34,6 +34,17 @@ pub struct Participant {
     subscriber: Arc<RTCPeerConnection>,
     chat: Arc<RTCDataChannel>,
     tasks: Vec<JoinHandle<()>>,
+    /// The video track we publish now, if any.
+    video: Option<PublishedVideo>,
+    /// Video tracks published so far (each gets a new track id).
+    videos_published: u32,
+    fixture: Option<Arc<crate::source::Fixture>>,
+}
+
+/// A video track on our publisher connection and the tasks that feed it.
+struct PublishedVideo {
+    sender: Arc<webrtc::rtp_transceiver::rtp_sender::RTCRtpSender>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Participant {
@@ -57,10 +68,16 @@ impl Participant {
             let fixture = opts.fixture.clone();
             tasks.push(send::publish_audio(&publisher, &joined.id, fixture, &shared).await?);
         }
+        let mut video_track = None;
         if let Some(video) = opts.video.clone() {
             let fixture = opts.fixture.clone();
-            let video = send::publish_video(&publisher, &joined.id, video, fixture, &shared);
-            tasks.extend(video.await?);
+            let published =
+                send::publish_video(&publisher, &joined.id, "video", video, fixture, &shared);
+            let (sender, video_tasks) = published.await?;
+            video_track = Some(PublishedVideo {
+                sender,
+                tasks: video_tasks.into(),
+            });
         }
         let chat = open_chat(&publisher, &shared).await?;
         send_offer(&publisher, &shared).await?;
@@ -83,7 +100,49 @@ impl Participant {
             subscriber,
             chat,
             tasks,
+            video: video_track,
+            videos_published: 1,
+            fixture: opts.fixture.clone(),
         })
+    }
+
+    /// Stops publishing our video track, as a camera switched off: the track is removed
+    /// from the publisher connection (its m-line goes inactive) and renegotiated; audio
+    /// and the connection stay.
+    pub async fn unpublish_video(&mut self) -> ClientResult<()> {
+        let Some(video) = self.video.take() else {
+            return Err(ClientError::Protocol("no video track to unpublish".into()));
+        };
+        for t in video.tasks {
+            t.abort();
+        }
+        self.publisher.remove_track(&video.sender).await?;
+        send_offer(&self.publisher, &self.shared).await
+    }
+
+    /// Publishes a new video track (a new track id) and renegotiates, as a camera
+    /// switched back on or a screen share started.
+    pub async fn publish_video(&mut self, options: crate::VideoOptions) -> ClientResult<()> {
+        if self.video.is_some() {
+            return Err(ClientError::Protocol("already publishing video".into()));
+        }
+        self.videos_published += 1;
+        let track_id = format!("video-{}", self.videos_published);
+        let fixture = self.fixture.clone();
+        let published = send::publish_video(
+            &self.publisher,
+            &self.id,
+            &track_id,
+            options,
+            fixture,
+            &self.shared,
+        );
+        let (sender, tasks) = published.await?;
+        self.video = Some(PublishedVideo {
+            sender,
+            tasks: tasks.into(),
+        });
+        send_offer(&self.publisher, &self.shared).await
     }
 
     /// Every event so far, in order.
@@ -155,6 +214,28 @@ impl Participant {
 
     pub fn sent<T>(&self, f: impl FnOnce(&SentLog) -> T) -> T {
         f(&lock(&self.shared.sent))
+    }
+
+    /// Makes the participant drop the next `drop` subscriber offers without answering,
+    /// then answer the next `garble` with an SDP that cannot apply: the faults a lost
+    /// message or a broken client cause, to check that the server offers again.
+    pub fn misbehave(&self, drop: u64, garble: u64) {
+        let m = &self.shared.misbehave;
+        m.drop_offers.store(drop, Ordering::Release);
+        m.garble_answers.store(garble, Ordering::Release);
+    }
+
+    /// The last subscriber offer's size: bytes and `m=` sections.
+    pub fn last_subscriber_offer(&self) -> Option<(usize, usize)> {
+        lock(&self.shared.events)
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Event::SubscriberOffer {
+                    bytes, m_sections, ..
+                } => Some((*bytes, *m_sections)),
+                _ => None,
+            })
     }
 
     pub fn packets_received(&self) -> u64 {
@@ -255,7 +336,8 @@ impl Participant {
 
 impl Drop for Participant {
     fn drop(&mut self) {
-        for t in self.tasks.drain(..) {
+        let video = self.video.take().map(|v| v.tasks).unwrap_or_default();
+        for t in self.tasks.drain(..).chain(video) {
             t.abort();
         }
         let (p, s) = (Arc::clone(&self.publisher), Arc::clone(&self.subscriber));

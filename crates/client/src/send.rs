@@ -44,31 +44,35 @@ pub(crate) async fn publish_audio(
     Ok(tokio::spawn(send_audio(track, fixture, Arc::clone(shared))))
 }
 
-/// Adds a VP8 track (id `video`, stream id = our participant id) to the publisher
+/// Adds a VP8 track (id `track_id`, stream id = our participant id) to the publisher
 /// connection and starts two tasks: one reading the track's RTCP for keyframe
 /// requests, one sending frames (which turns the next frame into a keyframe when asked).
 pub(crate) async fn publish_video(
     publisher: &RTCPeerConnection,
     stream_id: &str,
+    track_id: &str,
     video: VideoOptions,
     fixture: Option<Arc<Fixture>>,
     shared: &Arc<Shared>,
-) -> ClientResult<[JoinHandle<()>; 2]> {
+) -> ClientResult<(Arc<RTCRtpSender>, [JoinHandle<()>; 2])> {
     let track = Arc::new(TrackLocalStaticRTP::new(
         RTCRtpCodecCapability {
             mime_type: MIME_TYPE_VP8.into(),
             clock_rate: 90000,
             ..Default::default()
         },
-        "video".into(),
+        track_id.into(),
         stream_id.to_string(),
     ));
     let sender = publisher
         .add_track(Arc::clone(&track) as Arc<dyn TrackLocal + Send + Sync>)
         .await?;
-    let rtcp = tokio::spawn(read_keyframe_requests(sender, Arc::clone(shared)));
+    let rtcp = tokio::spawn(read_keyframe_requests(
+        Arc::clone(&sender),
+        Arc::clone(shared),
+    ));
     let frames = tokio::spawn(send_video(track, video, fixture, Arc::clone(shared)));
-    Ok([rtcp, frames])
+    Ok((sender, [rtcp, frames]))
 }
 
 /// Reads the video sender's RTCP until it ends. A PLI or FIR is the server asking for

@@ -3,6 +3,7 @@
 //! candidates to the two peer connections and logs everything else.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures_util::stream::{SplitSink, SplitStream};
@@ -16,7 +17,7 @@ use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 
-use crate::events::{Event, Shared};
+use crate::events::{Event, OfferHandling, Shared};
 use crate::{ClientError, ClientResult, ParticipantOptions};
 use plaza_protocol::{
     ClientMessage, IceCandidate, IceServer, ParticipantInfo, PeerTarget, ServerMessage,
@@ -176,21 +177,12 @@ async fn signalling(
                 }
             }
             ServerMessage::Offer { sdp, .. } => {
-                let Ok(offer) = RTCSessionDescription::offer(sdp) else {
-                    continue;
-                };
-                if subscriber.set_remote_description(offer).await.is_err() {
-                    continue;
-                }
-                flush(&subscriber, early.remove(&PeerTarget::Subscriber)).await;
-                if let Ok(answer) = subscriber.create_answer(None).await {
-                    // Sent before gathering starts, so no candidate overtakes it.
-                    shared.send(&ClientMessage::Answer {
-                        target: PeerTarget::Subscriber,
-                        sdp: answer.sdp.clone(),
-                    });
-                    let _ = subscriber.set_local_description(answer).await;
-                }
+                let handled = answer_offer(&subscriber, &shared, &mut early, &sdp).await;
+                shared.push(Event::SubscriberOffer {
+                    bytes: sdp.len(),
+                    m_sections: sdp.lines().filter(|l| l.starts_with("m=")).count(),
+                    handled,
+                });
             }
             ServerMessage::Candidate {
                 target,
@@ -227,6 +219,54 @@ async fn signalling(
         }
     }
     shared.push(Event::Closed(close_code));
+}
+
+/// Applies a subscriber offer and answers it, unless a test asked for a fault.
+async fn answer_offer(
+    subscriber: &RTCPeerConnection,
+    shared: &Shared,
+    early: &mut HashMap<PeerTarget, Vec<RTCIceCandidateInit>>,
+    sdp: &str,
+) -> OfferHandling {
+    if take_one(&shared.misbehave.drop_offers) {
+        return OfferHandling::Dropped;
+    }
+    let Ok(offer) = RTCSessionDescription::offer(sdp.to_string()) else {
+        return OfferHandling::Refused;
+    };
+    if subscriber.set_remote_description(offer).await.is_err() {
+        return OfferHandling::Refused;
+    }
+    flush(subscriber, early.remove(&PeerTarget::Subscriber)).await;
+    let Ok(answer) = subscriber.create_answer(None).await else {
+        return OfferHandling::Refused;
+    };
+    let garble = take_one(&shared.misbehave.garble_answers);
+    // Sent before gathering starts, so no candidate overtakes it. A garbled answer is
+    // well-formed JSON with an SDP that cannot apply (a client bug, or one mangled on
+    // the way); our side applies the real one, so the server's next offer applies here.
+    let sdp = if garble {
+        "v=0\r\nthis is not an answer\r\n".to_string()
+    } else {
+        answer.sdp.clone()
+    };
+    shared.send(&ClientMessage::Answer {
+        target: PeerTarget::Subscriber,
+        sdp,
+    });
+    let _ = subscriber.set_local_description(answer).await;
+    if garble {
+        OfferHandling::Garbled
+    } else {
+        OfferHandling::Answered
+    }
+}
+
+/// Takes one from a fault counter; false when it is zero.
+fn take_one(counter: &AtomicU64) -> bool {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 /// Applies the candidates held back until their connection had a remote description.

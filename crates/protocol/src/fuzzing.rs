@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::auth::{Grant, TokenVerifier};
 use crate::ids::RoomId;
 use crate::messages::{ChatIn, ClientMessage, PeerTarget, ServerMessage};
-use crate::signalling::{Action, Phase, Signalling, SignallingLimits};
+use crate::signalling::{Action, Phase, Signalling, SignallingLimits, MEDIA_SECTIONS_PER_TRACK};
 use crate::ProtocolError;
 
 /// The HS256 secret of the token verifier the signalling harness configures when the
@@ -300,7 +300,10 @@ impl Harness {
                     let (sections, sending) = count_media(&sdp);
                     if sending > 0 && !self.m.grant.publish {
                         "forbidden"
-                    } else if sections > self.limits.max_tracks_per_participant {
+                    } else if sending > self.limits.max_tracks_per_participant
+                        || sections
+                            > self.limits.max_tracks_per_participant * MEDIA_SECTIONS_PER_TRACK
+                    {
                         "too_many_tracks"
                     } else {
                         assert_eq!(result, Ok(Action::AnswerOffer(sdp)));

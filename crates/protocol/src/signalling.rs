@@ -29,6 +29,11 @@ pub struct SignallingLimits {
     pub signalling_burst: u32,
 }
 
+/// Media sections a publisher offer may have per track it may publish, sending or not:
+/// room for stopped tracks whose sections the client has not reused yet (browsers
+/// reuse a transceiver only when asked to, e.g. with `replaceTrack`).
+pub const MEDIA_SECTIONS_PER_TRACK: usize = 4;
+
 /// What the session must do for one client message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -64,6 +69,8 @@ struct Negotiation {
     pending: bool,
     /// An offer was made before: from then on, even "no tracks" must be offered.
     offered_once: bool,
+    /// Numbers the offers, so a timer set for one offer cannot act on a later one.
+    serial: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -181,8 +188,16 @@ impl Signalling {
                 "this participant may not publish (its token says so)".into(),
             ));
         }
+        // Only sections that send are tracks: a stopped track's section stays in the
+        // SDP (inactive) until the client reuses it, and must not count. The sections
+        // kept around are bounded too, so an offer cannot grow without end.
         let max = self.limits.max_tracks_per_participant;
-        if media_sections(&sdp).count() > max {
+        if sending > max {
+            return Err(ProtocolError::TooManyTracks(max));
+        }
+        let sections = media_sections(&sdp).count();
+        let max_sections = max.saturating_mul(MEDIA_SECTIONS_PER_TRACK);
+        if sections > max_sections {
             return Err(ProtocolError::TooManyTracks(max));
         }
         Ok(Action::AnswerOffer(sdp))
@@ -214,6 +229,26 @@ impl Signalling {
         }
         self.negotiation.in_flight = true;
         self.negotiation.offered_once = true;
+        self.negotiation.serial += 1;
+        true
+    }
+
+    /// The offer in flight (or the last one), as numbered by `offer_needed`.
+    pub fn offer_serial(&self) -> u64 {
+        self.negotiation.serial
+    }
+
+    /// Offer `serial` got no usable answer: none came in time (lost, or the client
+    /// failed to make one), or the one that came did not apply. Returns whether to
+    /// offer again now: a fresh offer, which also carries whatever changed meanwhile.
+    /// False when that offer is no longer the one in flight.
+    pub fn offer_unanswered(&mut self, serial: u64) -> bool {
+        let n = &mut self.negotiation;
+        if !n.in_flight || n.serial != serial {
+            return false;
+        }
+        n.pending = false;
+        n.serial += 1;
         true
     }
 
@@ -346,6 +381,26 @@ mod tests {
     }
 
     #[test]
+    fn stopped_tracks_do_not_count_against_the_limit() {
+        let mut s = joined(); // at most 2 tracks
+        let now = Instant::now();
+        let msg = |t: &str, sdp: &str| {
+            serde_json::json!({"type": t, "target": "publisher", "sdp": sdp}).to_string()
+        };
+        let stopped = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=inactive\r\n";
+        let offer_with = |n: usize| format!("{AV}{}", stopped.repeat(n));
+        // Audio and video sending, plus stopped screen shares not reused yet.
+        assert!(s.on_text(&msg("offer", &offer_with(6)), now).is_ok());
+        assert_eq!(
+            s.on_text(&msg("offer", &offer_with(7)), now)
+                .unwrap_err()
+                .code(),
+            "too_many_tracks",
+            "but the sections kept are bounded (4 per track)"
+        );
+    }
+
+    #[test]
     fn no_offer_for_an_empty_connection_until_it_had_tracks() {
         let mut s = joined();
         assert!(!s.offer_needed(false));
@@ -370,6 +425,21 @@ mod tests {
         assert!(s.on_text(&offer(chat_only), now).is_ok());
         let recv_only = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\n";
         assert!(s.on_text(&offer(recv_only), now).is_ok());
+    }
+
+    #[test]
+    fn an_unanswered_offer_is_made_again_once() {
+        let mut s = joined();
+        assert!(s.offer_needed(true));
+        let first = s.offer_serial();
+        assert!(!s.offer_needed(true), "one offer in flight");
+        assert!(s.offer_unanswered(first), "timed out: offer again");
+        let second = s.offer_serial();
+        assert_ne!(first, second);
+        assert!(!s.offer_unanswered(first), "the old offer's timer is stale");
+        // The fresh offer carried the pending change: nothing left after its answer.
+        assert!(!s.answer_applied());
+        assert!(!s.offer_unanswered(second), "answered: nothing to redo");
     }
 
     #[test]
