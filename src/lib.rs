@@ -28,8 +28,11 @@
 //!   subscriber list is copy-on-write, so the loop never waits on the control plane.
 //! - A down track's [`rtc::forwarder::Forwarder`] (pure, unit-tested, benchmarked)
 //!   decides per packet: wait for a keyframe, keep or offset numbering.
-//! - A new subscriber triggers a keyframe request (PLI) to the publisher, throttled to
-//!   one per second per track; subscribers' own PLIs go the same throttled way.
+//! - A new subscriber's keyframe request (PLI) leaves the moment its down track can
+//!   send; requests merge while one is in flight, are retried, and are capped per track
+//!   ([`rtc::keyframe`]); subscribers' own PLIs take the same path.
+//! - Subscriber m-lines are slots: a track that leaves frees its transceiver for the
+//!   next track of its kind, so SDP size follows what a participant receives now.
 //! - Media runs on its own multi-thread Tokio runtime ([`rtc::MediaPlane`]), not on
 //!   actix-web's single-thread workers; every webrtc-rs call goes through it.
 //!
