@@ -257,10 +257,11 @@ impl Peer {
                     .create_answer(None)
                     .await
                     .map_err(|e| ProtocolError::BadSdp(format!("cannot answer this offer: {e}")))?;
+                let gathered = pc.gathering_complete_promise().await;
                 pc.set_local_description(answer.clone())
                     .await
                     .map_err(|e| ProtocolError::Internal(e.to_string()))?;
-                Ok(answer.sdp)
+                Ok(with_candidates(&pc, gathered, answer.sdp).await)
             })
             .await
             .map_err(internal)?
@@ -274,8 +275,9 @@ impl Peer {
             .run(async move {
                 let _op = ops.lock().await;
                 let offer = pc.create_offer(None).await?;
+                let gathered = pc.gathering_complete_promise().await;
                 pc.set_local_description(offer.clone()).await?;
-                Ok::<_, Error>(offer.sdp)
+                Ok::<_, Error>(with_candidates(&pc, gathered, offer.sdp).await)
             })
             .await?
     }
@@ -450,6 +452,30 @@ impl Peer {
 impl Drop for Peer {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// How long an offer or answer waits for our candidates to be gathered, so it can carry
+/// them (see `with_candidates`). Host candidates take a few milliseconds; anything
+/// slower still goes out by trickle.
+const CANDIDATES_IN_SDP_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The local description with the candidates gathered so far in it, else `sdp`.
+///
+/// Candidates are trickled as well, but a description that already carries them lets
+/// the other side start its connectivity checks the moment it applies it. A webrtc-rs
+/// peer (the test client, the load tool) otherwise waits for its next 200 ms check
+/// tick after the trickled candidates arrive: measured, that was ~200 ms of every
+/// join's time to the first picture (docs/benchmarks.md, join timeline).
+async fn with_candidates(
+    pc: &RTCPeerConnection,
+    mut gathered: tokio::sync::mpsc::Receiver<()>,
+    sdp: String,
+) -> String {
+    let _ = tokio::time::timeout(CANDIDATES_IN_SDP_WAIT, gathered.recv()).await;
+    match pc.local_description().await {
+        Some(d) if d.sdp.contains("a=candidate") => d.sdp,
+        _ => sdp,
     }
 }
 
