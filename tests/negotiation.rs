@@ -24,6 +24,21 @@ fn offers(p: &Participant) -> Vec<(usize, OfferHandling)> {
         .collect()
 }
 
+/// After the offer `p` mishandled (`how`), the server offered again and `p` answered.
+fn assert_offered_again(p: &Participant, how: OfferHandling) {
+    let seen = offers(p);
+    let at = seen
+        .iter()
+        .position(|(_, h)| *h == how)
+        .unwrap_or_else(|| panic!("no {how:?} offer: {seen:?}"));
+    assert!(
+        seen[at + 1..]
+            .iter()
+            .any(|(_, h)| *h == OfferHandling::Answered),
+        "an offer answered after the {how:?} one: {seen:?}"
+    );
+}
+
 /// Everything `p` received from `from`, by kind.
 fn packets_from(p: &Participant, from: &Participant, kind: MediaKind) -> u64 {
     p.remote_tracks()
@@ -44,17 +59,7 @@ async fn a_dropped_subscriber_offer_is_made_again() {
     bob.misbehave(1, 0);
     let cy = join(&server, "drop", "cy").await;
     wait_media_from(&bob, &[&ann, &cy], 5).await;
-    let seen = offers(&bob);
-    let dropped = seen
-        .iter()
-        .position(|(_, h)| *h == OfferHandling::Dropped)
-        .expect("bob dropped an offer");
-    assert!(
-        seen[dropped + 1..]
-            .iter()
-            .any(|(_, h)| *h == OfferHandling::Answered),
-        "the server offered again after the dropped one: {seen:?}"
-    );
+    assert_offered_again(&bob, OfferHandling::Dropped);
 
     drop((ann, bob, cy));
     server
@@ -78,17 +83,7 @@ async fn an_answer_that_cannot_apply_gets_an_error_and_a_fresh_offer() {
         .expect("bob is told its answer did not apply");
     assert!(message.contains("answer"), "{message}");
     wait_media_from(&bob, &[&ann, &cy], 5).await;
-    let seen = offers(&bob);
-    let garbled = seen
-        .iter()
-        .position(|(_, h)| *h == OfferHandling::Garbled)
-        .expect("bob garbled an answer");
-    assert!(
-        seen[garbled + 1..]
-            .iter()
-            .any(|(_, h)| *h == OfferHandling::Answered),
-        "a fresh offer followed: {seen:?}"
-    );
+    assert_offered_again(&bob, OfferHandling::Garbled);
     // Still in the call: no close, and the others never saw Bob leave.
     assert!(!bob.events().iter().any(|e| matches!(e, Event::Closed(_))));
     assert!(!has_server_event(&cy, |m| matches!(

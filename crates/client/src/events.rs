@@ -63,6 +63,62 @@ pub enum OfferHandling {
     Refused,
 }
 
+/// When each step of joining happened, for the join timeline (docs/benchmarks.md): set
+/// once each, by whichever task sees the step.
+#[derive(Debug)]
+pub(crate) struct Timeline {
+    pub(crate) started: Instant,
+    pub(crate) socket_open: Instant,
+    pub(crate) joined: Instant,
+    pub(crate) steps: [std::sync::OnceLock<Instant>; Step::COUNT],
+}
+
+/// The steps after `joined`, in the order they usually happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The server's answer to our publisher offer arrived.
+    PublisherAnswer,
+    /// Our publisher connection is connected (ICE and DTLS done).
+    PublisherConnected,
+    /// The server's first subscriber offer arrived.
+    SubscriberOffer,
+    /// Our subscriber connection is connected.
+    SubscriberConnected,
+    /// The first RTP packet of any remote track.
+    FirstRtp,
+    /// The first video packet that starts a keyframe.
+    FirstKeyframe,
+}
+
+impl Step {
+    pub const COUNT: usize = 6;
+    pub const ALL: [Step; Step::COUNT] = [
+        Step::PublisherAnswer,
+        Step::PublisherConnected,
+        Step::SubscriberOffer,
+        Step::SubscriberConnected,
+        Step::FirstRtp,
+        Step::FirstKeyframe,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::PublisherAnswer => "publisher answer",
+            Step::PublisherConnected => "publisher connected",
+            Step::SubscriberOffer => "first subscriber offer",
+            Step::SubscriberConnected => "subscriber connected",
+            Step::FirstRtp => "first RTP",
+            Step::FirstKeyframe => "first keyframe",
+        }
+    }
+}
+
+impl Timeline {
+    pub(crate) fn mark(&self, step: Step) {
+        let _ = self.steps[step as usize].set(Instant::now());
+    }
+}
+
 /// Faults a test asks the participant to commit on the next subscriber offers, to
 /// check that the server's negotiation recovers.
 #[derive(Debug, Default)]
@@ -133,11 +189,16 @@ pub(crate) struct Shared {
     pub(crate) on_sent: Option<OnSent>,
     pub(crate) track_stats: bool,
     pub(crate) misbehave: Misbehave,
+    pub(crate) timeline: Timeline,
 }
 
 impl Shared {
     /// Empty logs and counters, with the recording switches and hooks from `opts`.
-    pub(crate) fn new(opts: &ParticipantOptions, outbox: mpsc::UnboundedSender<WsMessage>) -> Self {
+    pub(crate) fn new(
+        opts: &ParticipantOptions,
+        outbox: mpsc::UnboundedSender<WsMessage>,
+        timeline: Timeline,
+    ) -> Self {
         Self {
             events: Mutex::new(Vec::new()),
             changed: Notify::new(),
@@ -151,6 +212,7 @@ impl Shared {
             on_sent: opts.on_sent.clone(),
             track_stats: opts.track_stats,
             misbehave: Misbehave::default(),
+            timeline,
         }
     }
 

@@ -70,7 +70,7 @@ mod signalling;
 pub mod source;
 
 pub use api::build_client_api;
-pub use events::{Event, OfferHandling, RemoteTrackStats, SentLog};
+pub use events::{Event, OfferHandling, RemoteTrackStats, SentLog, Step};
 pub use options::{OnPacket, OnSent, ParticipantOptions, ReceivedPacket, VideoOptions};
 pub use participant::Participant;
 

@@ -15,7 +15,7 @@ use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::RTCPeerConnection;
 
 use crate::api::{build_client_api, rtc_configuration};
-use crate::events::{lock, Event, RemoteTrackStats, SentLog, Shared};
+use crate::events::{lock, Event, RemoteTrackStats, SentLog, Shared, Step};
 use crate::receive::wire_subscriber_tracks;
 use crate::signalling::{self, wire_peer};
 use crate::{send, ClientError, ClientResult, ParticipantOptions};
@@ -53,7 +53,7 @@ impl Participant {
     pub async fn join(opts: ParticipantOptions) -> ClientResult<Participant> {
         let (sink, stream, joined) = signalling::connect(&opts).await?;
         let (outbox, outbox_rx) = mpsc::unbounded_channel::<WsMessage>();
-        let shared = Arc::new(Shared::new(&opts, outbox));
+        let shared = Arc::new(Shared::new(&opts, outbox, joined.timeline));
 
         let ice_servers = opts
             .ice_servers_override
@@ -223,6 +223,22 @@ impl Participant {
         let m = &self.shared.misbehave;
         m.drop_offers.store(drop, Ordering::Release);
         m.garble_answers.store(garble, Ordering::Release);
+    }
+
+    /// How long each step of joining took, from the start of `join`: connecting the
+    /// socket, `joined`, then each `Step` reached so far.
+    pub fn timeline(&self) -> Vec<(&'static str, Duration)> {
+        let t = &self.shared.timeline;
+        let mut v = vec![
+            ("socket open", t.socket_open - t.started),
+            ("joined", t.joined - t.started),
+        ];
+        for step in Step::ALL {
+            if let Some(at) = t.steps[step as usize].get() {
+                v.push((step.name(), *at - t.started));
+            }
+        }
+        v
     }
 
     /// The last subscriber offer's size: bytes and `m=` sections.

@@ -9,7 +9,7 @@ use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::track::track_remote::TrackRemote;
 
-use crate::events::{lock, Event, RemoteTrackStats, Shared};
+use crate::events::{lock, Event, RemoteTrackStats, Shared, Step};
 use crate::media::{self, payload_hash, read_stamp, unix_us, Stamp};
 use crate::ReceivedPacket;
 use plaza_protocol::MediaKind;
@@ -44,7 +44,12 @@ async fn receive(track: Arc<TrackRemote>, kind: MediaKind, shared: Arc<Shared>) 
             continue;
         }
         let now = Instant::now();
-        shared.packets_received.fetch_add(1, Ordering::Relaxed);
+        if shared.packets_received.fetch_add(1, Ordering::Relaxed) == 0 {
+            shared.timeline.mark(Step::FirstRtp);
+        }
+        if kind == MediaKind::Video && format.is_keyframe_start(&pkt.payload) {
+            shared.timeline.mark(Step::FirstKeyframe);
+        }
         if let Some(hook) = &shared.on_packet {
             (hook.0)(&ReceivedPacket {
                 publisher: &publisher,

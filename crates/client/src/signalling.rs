@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -14,10 +15,11 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 
-use crate::events::{Event, OfferHandling, Shared};
+use crate::events::{Event, OfferHandling, Shared, Step, Timeline};
 use crate::{ClientError, ClientResult, ParticipantOptions};
 use plaza_protocol::{
     ClientMessage, IceCandidate, IceServer, ParticipantInfo, PeerTarget, ServerMessage,
@@ -32,6 +34,8 @@ pub(crate) struct Joined {
     pub(crate) id: String,
     pub(crate) others: Vec<ParticipantInfo>,
     pub(crate) ice_servers: Vec<IceServer>,
+    /// Connect, socket open and `joined`, for the join timeline.
+    pub(crate) timeline: Timeline,
 }
 
 /// Opens the WebSocket, sends `join` and waits for `joined`, skipping anything else
@@ -39,7 +43,9 @@ pub(crate) struct Joined {
 pub(crate) async fn connect(
     opts: &ParticipantOptions,
 ) -> ClientResult<(SocketSink, SocketStream, Joined)> {
+    let started = Instant::now();
     let (ws, _) = tokio_tungstenite::connect_async(opts.url.as_str()).await?;
+    let socket_open = Instant::now();
     let (mut sink, mut stream) = ws.split();
     let join = ClientMessage::Join {
         room: opts.room.clone(),
@@ -64,6 +70,12 @@ pub(crate) async fn connect(
                     id: participant_id.to_string(),
                     others: participants,
                     ice_servers,
+                    timeline: Timeline {
+                        started,
+                        socket_open,
+                        joined: Instant::now(),
+                        steps: Default::default(),
+                    },
                 }
             }
             Ok(ServerMessage::Error { code, message }) => {
@@ -126,6 +138,12 @@ pub(crate) fn wire_peer(pc: &Arc<RTCPeerConnection>, target: PeerTarget, shared:
     }));
     let s = Arc::clone(shared);
     pc.on_peer_connection_state_change(Box::new(move |state| {
+        if state == RTCPeerConnectionState::Connected {
+            s.timeline.mark(match target {
+                PeerTarget::Publisher => Step::PublisherConnected,
+                PeerTarget::Subscriber => Step::SubscriberConnected,
+            });
+        }
         s.push(match target {
             PeerTarget::Publisher => Event::PublisherState(state),
             PeerTarget::Subscriber => Event::SubscriberState(state),
@@ -171,12 +189,14 @@ async fn signalling(
         };
         match msg {
             ServerMessage::Answer { sdp, .. } => {
+                shared.timeline.mark(Step::PublisherAnswer);
                 if let Ok(answer) = RTCSessionDescription::answer(sdp) {
                     let _ = publisher.set_remote_description(answer).await;
                     flush(&publisher, early.remove(&PeerTarget::Publisher)).await;
                 }
             }
             ServerMessage::Offer { sdp, .. } => {
+                shared.timeline.mark(Step::SubscriberOffer);
                 let handled = answer_offer(&subscriber, &shared, &mut early, &sdp).await;
                 shared.push(Event::SubscriberOffer {
                     bytes: sdp.len(),
