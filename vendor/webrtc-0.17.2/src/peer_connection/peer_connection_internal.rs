@@ -216,7 +216,10 @@ impl PeerConnectionInternal {
         remote_desc: Arc<RTCSessionDescription>,
     ) -> Result<()> {
         let mut track_details = if let Some(parsed) = &remote_desc.parsed {
-            track_details_from_sdp(parsed, false)
+            // Plaza patch (vendor/README.md): an `inactive` section sends nothing, so its
+            // SSRCs count as gone and their receivers stop (upstream kept them, so a
+            // browser's track set to inactive with replaceTrack(null) stayed published).
+            track_details_from_sdp(parsed, true)
         } else {
             vec![]
         };
