@@ -12,9 +12,10 @@ use tracing::{debug, warn};
 use super::{timeout, Negotiate, WsSession, PEER_CALL_TIMEOUT};
 
 /// A subscriber offer with no answer after this long is made again. Browsers answer in
-/// milliseconds; this covers a lost message or a client whose answer failed, without
-/// overtaking a slow but working one.
-const OFFER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+/// milliseconds, but a page on a starved machine can take seconds (seen: 9 s joins with
+/// the load average at 15): long enough not to overtake a slow but working client,
+/// whose late answer to the superseded offer is then ignored (`Signalling`).
+const OFFER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::rtc::{SenderHandle, UpTrack};
 
 /// One track this participant receives.

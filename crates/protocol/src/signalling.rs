@@ -29,6 +29,9 @@ pub struct SignallingLimits {
     pub signalling_burst: u32,
 }
 
+/// Late answers to superseded offers that are ignored rather than refused.
+const MAX_SUPERSEDED: u32 = 4;
+
 /// Media sections a publisher offer may have per track it may publish, sending or not:
 /// room for stopped tracks whose sections the client has not reused yet (browsers
 /// reuse a transceiver only when asked to, e.g. with `replaceTrack`).
@@ -71,6 +74,9 @@ struct Negotiation {
     offered_once: bool,
     /// Numbers the offers, so a timer set for one offer cannot act on a later one.
     serial: u64,
+    /// Offers made again (`offer_unanswered`) whose first answer may still come: such an
+    /// answer arriving when nothing is in flight is the client catching up, not a fault.
+    superseded: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -210,6 +216,11 @@ impl Signalling {
             ));
         }
         if !self.negotiation.in_flight {
+            if self.negotiation.superseded > 0 {
+                // A slow client answering an offer that was made again meanwhile.
+                self.negotiation.superseded -= 1;
+                return Ok(Action::Nothing);
+            }
             return Err(ProtocolError::OutOfOrder(
                 "no subscriber offer is waiting for an answer".into(),
             ));
@@ -249,6 +260,8 @@ impl Signalling {
         }
         n.pending = false;
         n.serial += 1;
+        // Bounded: a client that never answers must not buy itself unlimited silence.
+        n.superseded = (n.superseded + 1).min(MAX_SUPERSEDED);
         true
     }
 
@@ -440,6 +453,11 @@ mod tests {
         // The fresh offer carried the pending change: nothing left after its answer.
         assert!(!s.answer_applied());
         assert!(!s.offer_unanswered(second), "answered: nothing to redo");
+        // The first offer's answer, late: ignored once, then refused as before.
+        let now = Instant::now();
+        let answer = r#"{"type":"answer","target":"subscriber","sdp":"x"}"#;
+        assert_eq!(s.on_text(answer, now).unwrap(), Action::Nothing);
+        assert_eq!(s.on_text(answer, now).unwrap_err().code(), "out_of_order");
     }
 
     #[test]
