@@ -33,7 +33,7 @@ const state = {
   room: '',
   name: '',
   token: null,
-  /** participant id → { el, video, audio, info, tracks: { audio, video } } */
+  /** participant id → { el, video, audio, info, media: Map(track id → track), tracks: { audio, video } (shown) } */
   tiles: new Map(),
   unread: 0,
   statsTimer: null,
@@ -226,7 +226,7 @@ function wireClient(client) {
     renderPeople();
     if (name && client.state !== 'reconnecting' && !client.closedForGood) toast(`${name} left`);
   });
-  on('track-added', ({ participantId, track }) => attachTrack(participantId, track));
+  on('track-added', ({ participantId, trackId, track }) => attachTrack(participantId, trackId, track));
   on('track-removed', ({ participantId, trackId }) => detachTrack(participantId, trackId));
   on('chat', (msg) => addChatMessage(msg));
   on('chat-state', ({ open }) => {
@@ -301,6 +301,9 @@ function ensureTile(participantId, info) {
     video: $('video', el),
     audio: $('audio', el),
     info: info ?? { id: participantId, name: '…', audio_muted: false, video_muted: false },
+    /** Every track we receive from this participant, by the server's track id, in arrival order. */
+    media: new Map(),
+    /** The ones the tile plays: the latest of each kind (a second video, e.g. a screen share, wins over the camera until it stops). */
     tracks: { audio: null, video: null },
     hasFrame: false,
   };
@@ -322,29 +325,35 @@ function onFirstFrame(tile) {
   updateVideoVisibility(tile);
 }
 
-function attachTrack(participantId, track) {
+function attachTrack(participantId, trackId, track) {
   state.metrics.firstRemoteTrackAt ??= performance.now();
   const tile = ensureTile(participantId, state.client?.participants.get(participantId));
-  tile.tracks[track.kind] = track;
-  if (track.kind === 'video') {
-    tile.hasFrame = false;
-    tile.video.srcObject = new MediaStream([track]);
-    tile.video.play().catch(() => { /* muted video may always autoplay; retried on playing */ });
-  } else {
-    tile.audio.srcObject = new MediaStream([track]);
-    tile.audio.play().catch(() => { $('#sound-banner').hidden = false; });
-  }
-  updateVideoVisibility(tile);
+  tile.media.delete(trackId);
+  tile.media.set(trackId, track);
+  showLatest(tile, track.kind);
 }
 
 function detachTrack(participantId, trackId) {
   const tile = state.tiles.get(participantId);
-  if (!tile) return;
-  for (const kind of ['audio', 'video']) {
-    if (tile.tracks[kind]?.id !== trackId) continue;
-    tile.tracks[kind] = null;
-    tile[kind].srcObject = null;
+  const track = tile?.media.get(trackId);
+  if (!track) return;
+  // By the server's track id: the MediaStreamTrack of a recycled m-line keeps the id of
+  // its first occupant (docs/decisions.md §11), so track.id may name another track.
+  tile.media.delete(trackId);
+  showLatest(tile, track.kind);
+}
+
+/** Plays the participant's latest track of `kind` (or none) in its tile. */
+function showLatest(tile, kind) {
+  let latest = null;
+  for (const t of tile.media.values()) if (t.kind === kind) latest = t;
+  if (tile.tracks[kind] !== latest) {
+    tile.tracks[kind] = latest;
+    const el = tile[kind];
     if (kind === 'video') tile.hasFrame = false;
+    el.srcObject = latest ? new MediaStream([latest]) : null;
+    if (latest && kind === 'video') el.play().catch(() => { /* muted video may always autoplay; retried on playing */ });
+    if (latest && kind === 'audio') el.play().catch(() => { $('#sound-banner').hidden = false; });
   }
   updateVideoVisibility(tile);
 }
@@ -606,9 +615,12 @@ async function updateSpeaking() {
   const client = state.client;
   if (!client) return;
   const speaking = new Set();
+  // Stats name the MediaStreamTrack, whose id on a recycled m-line is not the server's
+  // track id the client keys its tracks by.
+  const owners = new Map([...client.announcedTracks.values()].map((t) => [t.track.id, t.participantId]));
   for (const s of await client.getStats()) {
     if (s.type !== 'inbound-rtp' || s.kind !== 'audio' || !(s.audioLevel > SPEAKING_LEVEL)) continue;
-    const owner = client.announcedTracks.get(s.trackIdentifier)?.participantId;
+    const owner = owners.get(s.trackIdentifier);
     if (owner) speaking.add(owner);
   }
   for (const [id, tile] of state.tiles) {

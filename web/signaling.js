@@ -11,6 +11,7 @@
 //   const client = new PlazaClient({ room: 'demo', name: 'Ann', localStream });
 //   client.on('track-added', ({ participantId, track }) => ...);
 //   await client.join();
+//   client.setExtraVideo(screenTrack);   // a second video track; null to stop it
 //
 // Events (listener receives one object):
 //   joined               { participantId, room, participants, rejoin }
@@ -188,6 +189,10 @@ export class PlazaClient extends Emitter {
     this.announcedTracks = new Map();
     /** What we told the room about our own media; replayed after a rejoin. */
     this.muted = { audio: false, video: false };
+    /** The second video track (setExtraVideo), its transceiver, and the chain of changes. */
+    this.extraVideo = null;
+    this.extraTransceiver = null;
+    this.extraVideoOps = Promise.resolve();
 
     this.ws = null;
     this.publisher = null;
@@ -246,6 +251,32 @@ export class PlazaClient extends Emitter {
 
   hasLocal(kind) {
     return this.#localTracks(kind).length > 0;
+  }
+
+  /**
+   * Publishes a second video track besides the camera (what a screen share will use: on
+   * the wire it is a track like any other), or stops publishing it with `null`. The
+   * others get it as one more `track-added` of kind "video" from us, and `track-removed`
+   * when it stops. Resolves once the change is applied locally; the publisher
+   * renegotiation follows by itself (`negotiationneeded`). Survives a rejoin.
+   *
+   * The first call adds a sendonly transceiver; every later one reuses it: off is
+   * `replaceTrack(null)` and direction "inactive", on is `replaceTrack(track)` and
+   * "sendonly". Not addTrack/removeTrack: removeTrack leaves the transceiver and its
+   * m-section in place (direction "recvonly"), and addTrack reuses only a transceiver
+   * whose sender has never sent, so in Chromium (156, measured against this server)
+   * every off/on added one more video m-section (~4.8 KB of SDP) for good: with camera
+   * and microphone, the 13th toggle's offer passed the 64 KiB WebSocket frame limit (the
+   * server closed with 1009 and we rejoined); `too_many_tracks` (more than 16 sections)
+   * would have come next.
+   */
+  setExtraVideo(track) {
+    if (track && track.kind !== 'video') throw new TypeError('setExtraVideo needs a video track');
+    this.extraVideo = track ?? null;
+    // One change at a time, in call order; each applies the latest wish.
+    const op = this.extraVideoOps.then(() => this.#applyExtraVideo());
+    this.extraVideoOps = op.catch(() => {});
+    return op;
   }
 
   /**
@@ -514,6 +545,32 @@ export class PlazaClient extends Emitter {
         pub.addTransceiver(track, { direction: 'sendonly', streams: [this.localStream] });
       }
     }
+    this.extraTransceiver = null;
+    if (this.extraVideo) this.#addExtraTransceiver(this.extraVideo);
+  }
+
+  #addExtraTransceiver(track) {
+    // The server relabels every track it forwards (stream id = our participant id, track
+    // id = its own), so the others attribute this one to us whatever our msid says;
+    // sharing the camera's stream keeps our own SDP grouped the same way.
+    const streams = this.localStream ? [this.localStream] : [];
+    this.extraTransceiver = this.publisher.pc.addTransceiver(track, { direction: 'sendonly', streams });
+  }
+
+  async #applyExtraVideo() {
+    const peer = this.publisher;
+    if (!peer) return; // not in a room: #createPeers adds it on (re)join
+    const track = this.extraVideo;
+    const transceiver = this.extraTransceiver;
+    if (!transceiver) {
+      if (track) this.#addExtraTransceiver(track);
+      return;
+    }
+    if (transceiver.sender.track === track && transceiver.direction === (track ? 'sendonly' : 'inactive')) return;
+    await transceiver.sender.replaceTrack(track);
+    if (peer !== this.publisher) return; // a rejoin happened meanwhile; it used the new wish
+    // A direction change makes the connection fire negotiationneeded: the usual offer.
+    transceiver.direction = track ? 'sendonly' : 'inactive';
   }
 
   async #negotiatePublisher() {
@@ -569,6 +626,11 @@ export class PlazaClient extends Emitter {
         peer.markLocalSent();
         this.#sweepEndedTracks();
       } catch (err) {
+        // Undo a half-applied offer, so the fresh one the server sends when no answer
+        // comes can apply (a remote offer cannot follow another one).
+        if (peer.pc.signalingState === 'have-remote-offer') {
+          await peer.pc.setRemoteDescription({ type: 'rollback' }).catch(() => {});
+        }
         this.emit('error', { code: 'bad_sdp', message: `Could not answer the server's offer: ${err.message}`, fatal: false });
       }
     });
@@ -594,30 +656,56 @@ export class PlazaClient extends Emitter {
 
   #onRemoteTrack(event) {
     const { track, streams, transceiver } = event;
+    const trackId = this.#serverTrackId(transceiver) ?? track.id;
     // The stream id is the publisher's participant id (docs/protocol.md, "Which track is
     // whose"); track_published is the fallback if a stream is missing.
-    const participantId = streams[0]?.id ?? this.tracks.get(track.id)?.participant_id;
+    const participantId = streams[0]?.id ?? this.tracks.get(trackId)?.participant_id;
     if (!participantId) {
-      console.warn('plaza: remote track with no owner', track.id);
+      console.warn('plaza: remote track with no owner', trackId);
       return;
+    }
+    // A recycled m-line: whatever this transceiver carried before has gone.
+    for (const [id, old] of [...this.announcedTracks]) {
+      if (old.transceiver === transceiver && id !== trackId) this.#announceTrackRemoved(id);
     }
     // Offers are applied in order, so an offer queued before a participant_left can still
     // deliver that participant's tracks afterwards; announcing them would resurrect a
     // ghost tile. The removal follows in the server's next offer.
     if (!this.participants.has(participantId)) return;
     const info = { participantId, kind: track.kind, transceiver, track };
-    this.announcedTracks.set(track.id, info);
+    this.announcedTracks.set(trackId, info);
     // Removal by renegotiation ends up here when track_unpublished was missed.
     streams[0]?.addEventListener('removetrack', (e) => {
-      if (e.track === track) this.#announceTrackRemoved(track.id);
+      if (e.track === track && this.announcedTracks.get(trackId) === info) {
+        this.#announceTrackRemoved(trackId);
+      }
     });
     this.emit('track-added', {
       participantId,
-      trackId: track.id,
+      trackId,
       kind: track.kind,
       track,
       stream: streams[0] ?? new MediaStream([track]),
     });
+  }
+
+  /**
+   * The server's id for the track now on `transceiver`: the a=msid of its m-line in the
+   * subscriber connection's remote description. Not `track.id`: the browser keeps one
+   * MediaStreamTrack per transceiver, named after its first occupant, and the server
+   * recycles m-lines for later tracks (docs/decisions.md §11).
+   */
+  #serverTrackId(transceiver) {
+    const mid = transceiver?.mid;
+    const sdp = this.subscriber?.pc.remoteDescription?.sdp;
+    if (mid == null || !sdp) return null;
+    for (const section of sdp.split(/\r?\n(?=m=)/)) {
+      const lines = section.split(/\r?\n/);
+      if (!lines.includes(`a=mid:${mid}`)) continue;
+      const msid = lines.find((l) => l.startsWith('a=msid:'));
+      return msid?.split(' ')[1] ?? null;
+    }
+    return null;
   }
 
   /** After a renegotiation, tracks whose transceiver stopped receiving are gone. */

@@ -91,8 +91,11 @@ export class PlazaServer {
     this.exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
   }
 
-  /** Starts target/debug/plaza (or $PLAZA_BIN); `port` to restart on the same address. */
-  static async start({ port = null, logName = 'server.log' } = {}) {
+  /**
+   * Starts target/debug/plaza (or $PLAZA_BIN); `port` to restart on the same address.
+   * `heartbeatTimeout`: how long a silent client lasts (a closed tab is noticed after it).
+   */
+  static async start({ port = null, logName = 'server.log', heartbeatTimeout = '2s' } = {}) {
     const bin = process.env.PLAZA_BIN ?? path.join(REPO, 'target', 'debug', 'plaza');
     if (!fs.existsSync(bin)) {
       throw new Error(`server binary ${bin} not found: run \`cargo build\` first (or set PLAZA_BIN)`);
@@ -106,7 +109,7 @@ export class PlazaServer {
       '--web-root', path.join(REPO, 'web'),
       '--ice-ip', '127.0.0.1',
       '--heartbeat-interval', '500ms',
-      '--heartbeat-timeout', '2s',
+      '--heartbeat-timeout', heartbeatTimeout,
     ];
     const proc = spawn(bin, args, {
       stdio: ['ignore', log, log],
