@@ -91,7 +91,9 @@ settings! {
         /// A client's connection is "disconnected" after this long without traffic.
         disconnected_timeout: Duration = "5s",
             flag "ice-disconnected-timeout", env "PLAZA_ICE_DISCONNECTED_TIMEOUT", sample "10s";
-        /// Still nothing after this long: "failed", and the participant is dropped.
+        /// Still nothing this long after "disconnected": "failed", and the participant is
+        /// dropped (webrtc-ice counts it from the disconnect: a client that vanished is
+        /// dropped after disconnected_timeout + failed_timeout, 20 s by default).
         failed_timeout: Duration = "15s",
             flag "ice-failed-timeout", env "PLAZA_ICE_FAILED_TIMEOUT", sample "30s";
         /// Keep-alive checks on an idle connection.
