@@ -59,7 +59,8 @@ fail() { failed=$((failed + 1)); failures+=("$*"); echo "FAIL: $*"; }
 summary() {
   echo
   for f in "${failures[@]}"; do echo "  failed: $f"; done
-  echo "compose-check: $passed passed, $failed failed ($(($(date +%s) - started)) s; logs in $state)"
+  echo "took $(($(date +%s) - started)) s; logs in $state"
+  echo "compose-check: $passed passed, $failed failed"
 }
 die() {
   fail "$*"
