@@ -19,6 +19,7 @@
 //! 1: it did not (the reason is printed); 2: bad arguments.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -66,6 +67,10 @@ struct Args {
     /// How long the whole call may take.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// After the checks passed, stay in the call until this file exists (while
+    /// something else looks at the server, e.g. its admin API), within --timeout.
+    #[arg(long)]
+    hold_until: Option<PathBuf>,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -225,6 +230,19 @@ async fn call(args: Args) -> Result<()> {
         );
     }
 
+    if let Some(file) = &args.hold_until {
+        println!(
+            "{}: checks passed; staying until {} exists",
+            args.name,
+            file.display()
+        );
+        while !file.exists() {
+            if left().is_zero() {
+                bail!("{} never appeared", file.display());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     // Tell the others, and stay until each of them has received ours too: it says so
     // on the chat channel, or leaves (which it does only once its own checks passed; a
     // chat message sent before our channel opened is lost, so leaving counts too).
