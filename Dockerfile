@@ -5,8 +5,13 @@
 # an unprivileged user: Plaza needs no privileged port (8080/tcp, 50000/udp).
 
 # The builder's Debian release must match the runtime's (glibc). 1.95 is the
-# toolchain the project is built and tested with.
-FROM rust:1.95-slim-bookworm AS build
+# toolchain the project is built and tested with. scripts/compose-check.sh replaces it
+# (--build-arg PLAZA_BUILDER=...) with a bookworm image that already holds the plaza
+# binary it built on the host at /out/plaza, so Plaza is not compiled a second time;
+# everything from the runtime stage on is the same either way.
+ARG PLAZA_BUILDER=rust:1.95-slim-bookworm
+# hadolint ignore=DL3006
+FROM ${PLAZA_BUILDER} AS build
 WORKDIR /src
 # The whole (filtered, see .dockerignore) tree: Cargo reads every workspace member's
 # manifest and every target named in them, so copying only src/ is not enough.
@@ -15,8 +20,9 @@ COPY . .
 # compiles the server and its own dependencies only: the client, the load and soak
 # tools and their plotting, progress bars and histograms are other crates
 # (`cargo tree -p plaza -e normal` shows what this builds).
-RUN cargo build --release --locked -p plaza --bin plaza \
- && install -D -m 0755 target/release/plaza /out/plaza
+RUN if [ -x /out/plaza ]; then echo "using the prebuilt /out/plaza of the builder image"; \
+    else cargo build --release --locked -p plaza --bin plaza \
+      && install -D -m 0755 target/release/plaza /out/plaza; fi
 
 FROM debian:bookworm-slim
 # curl for the HEALTHCHECK (plain HTTP, so no CA bundle). Versions are not pinned:

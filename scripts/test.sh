@@ -66,6 +66,17 @@ if [ "$fuzz_smoke" = 1 ]; then
   [ "$fuzz" = 0 ] || status=1
 fi
 
+compose=skipped
+if [ "${PLAZA_COMPOSE_CHECK:-0}" = 1 ]; then
+  # The docker-compose deployment for real (podman, namespaces; needs root). Opt-in:
+  # from cold it takes 20 minutes and more (README, "Checking the deployment").
+  step "docker-compose deployment (scripts/compose-check.sh)"
+  set +e
+  as_root scripts/compose-check.sh 2>&1 | tee "$log/compose-check.log"; compose_status=${PIPESTATUS[0]}
+  set -e
+  if [ "$compose_status" = 0 ]; then compose=ok; else compose=FAILED; status=1; fi
+fi
+
 step "summary"
 python3 - "$log" <<'PY'
 import re, sys
@@ -80,5 +91,6 @@ e2e = {k: v for k, v in re.findall(r"^# (tests|pass|fail) (\d+)", open(f"{log}/e
 print("browser tests: {} run, {} passed, {} failed".format(e2e.get("tests", "?"), e2e.get("pass", "?"), e2e.get("fail", "?")))
 PY
 [ "$fuzz_smoke" = 1 ] && echo "fuzz smoke: $([ "$fuzz" = 0 ] && echo ok || echo FAILED)"
+echo "docker-compose check: $compose$([ "$compose" = skipped ] && echo " (PLAZA_COMPOSE_CHECK=1 runs it)")"
 if [ "$status" = 0 ]; then echo "ALL TESTS PASSED"; else echo "SOME TESTS FAILED (logs in $log)"; fi
 exit "$status"

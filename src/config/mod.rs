@@ -164,7 +164,7 @@ settings! {
     }
 
     pub struct LogConfig in log {
-        /// A tracing filter, e.g. info or plaza=debug,webrtc=warn.
+        /// A tracing filter, e.g. info or plaza=debug,webrtc=warn; empty = the default.
         level: String = DEFAULT_LOG_FILTER, flag "log-level", env "PLAZA_LOG", sample "plaza=debug";
         /// One JSON object per line instead of human-readable text.
         json: bool = "false", flag "log-json", env "PLAZA_LOG_JSON", sample "true";

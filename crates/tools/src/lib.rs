@@ -6,7 +6,9 @@
 //!   and `/healthz` over HTTP; [`procstat`]: its CPU, memory and open files from /proc.
 //! - [`soak`]: the churn soak's participants (join, publish, receive, chat, leave in
 //!   every way a client can).
-//! - Binaries: `plaza-load` (load generator, Plaza against Janus) and `plaza-soak`.
+//! - Binaries: `plaza-load` (load generator, Plaza against Janus), `plaza-soak`, and
+//!   `plaza-call` (one participant in a call on a running server, for
+//!   scripts/compose-check.sh).
 //!
 //! None of this is in the server's dependency tree: `cargo tree -p plaza -e normal`
 //! shows no plotting, progress bars or histograms.
