@@ -19,10 +19,11 @@ COPY . .
 # --locked: exactly the dependency versions the tests ran with. `-p plaza --bin plaza`
 # compiles the server and its own dependencies only: the client, the load and soak
 # tools and their plotting, progress bars and histograms are other crates
-# (`cargo tree -p plaza -e normal` shows what this builds).
+# (`cargo tree -p plaza -e normal` shows what this builds). `--profile dist`: fat LTO,
+# one codegen unit (Cargo.toml says why).
 RUN if [ -x /out/plaza ]; then echo "using the prebuilt /out/plaza of the builder image"; \
-    else cargo build --release --locked -p plaza --bin plaza \
-      && install -D -m 0755 target/release/plaza /out/plaza; fi
+    else cargo build --profile dist --locked -p plaza --bin plaza \
+      && install -D -m 0755 target/dist/plaza /out/plaza; fi
 
 FROM debian:bookworm-slim
 # curl for the HEALTHCHECK (plain HTTP, so no CA bundle). Versions are not pinned:

@@ -13,9 +13,11 @@
 # debian:bookworm-slim from debootstrap, and a stand-in for coturn/coturn:4.6 from
 # Debian's coturn package (scripts/compose-check/coturn.Dockerfile says how it differs).
 # The plaza binary is built on the host (`cargo build --release --locked -p plaza --bin
-# plaza`, the Dockerfile's own command) and handed to the Dockerfile's build stage with
-# --build-arg PLAZA_BUILDER; everything from the runtime stage on, the entrypoint, the
-# healthcheck and every line of docker-compose.yml are the real ones.
+# plaza`: the Dockerfile's own command but for the profile, `release` here to keep the
+# check's cold time down, fat-LTO `dist` in the image users build) and handed to the
+# Dockerfile's build stage with --build-arg PLAZA_BUILDER; everything from the runtime
+# stage on, the entrypoint, the healthcheck and every line of docker-compose.yml are the
+# real ones.
 #
 # Test network (198.18.0.0/15, nothing leaves the machine): a namespace "pzc-host" is the
 # server host. Its bridge holds PUBLIC_IP (198.18.0.1); podman runs the stack there, so
