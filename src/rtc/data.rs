@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use webrtc::data_channel::RTCDataChannel;
 
-use super::peer::DataChannel;
+use super::events::DataChannel;
 
 /// Messages waiting to be sent to one participant before new ones are dropped.
 const OUTBOX: usize = 256;

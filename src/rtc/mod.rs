@@ -9,6 +9,7 @@
 
 pub mod data;
 pub mod down_track;
+mod events;
 pub mod forwarder;
 pub mod keyframe;
 pub mod peer;
