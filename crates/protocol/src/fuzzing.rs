@@ -127,6 +127,8 @@ struct Model {
     offered_once: bool,
     /// Something changed while the offer was in flight.
     changed: bool,
+    /// Offers made again whose late answers are still forgiven (at most 4).
+    superseded: u32,
     has_tracks: bool,
     /// Messages the rate limit let through, and when the limit was last reported.
     accepted: u64,
@@ -162,6 +164,8 @@ struct Harness {
 ///   - `0x03 text`: a client frame whose asynchronous part (the join, applying the
 ///     answer) fails; `0x04 text`: one whose asynchronous part ends later;
 ///   - `0x05` / `0x06`: that later part succeeds / fails;
+///   - `0x07`: the subscriber offer's answer timer fires (or its answer did not apply):
+///     `offer_unanswered` for the current offer;
 ///   - anything else: a client frame whose asynchronous part succeeds.
 ///
 /// After every step the state machine is checked against what it promises (see
@@ -198,6 +202,7 @@ pub fn signalling(data: &[u8]) {
             deferred_join: None,
             deferred_answers: 0,
             in_flight: false,
+            superseded: 0,
             offered_once: false,
             changed: false,
             has_tracks: false,
@@ -223,6 +228,7 @@ pub fn signalling(data: &[u8]) {
             [0x04, text @ ..] => h.frame(text, Outcome::Later),
             [0x05, ..] => h.resolve(true),
             [0x06, ..] => h.resolve(false),
+            [0x07, ..] => h.offer_timer(),
             text => h.frame(text, Outcome::Ok),
         }
         h.check_state();
@@ -321,6 +327,10 @@ impl Harness {
                         Outcome::Fail => {}
                         Outcome::Later => self.m.deferred_answers += 1,
                     }
+                } else if target == PeerTarget::Subscriber && self.m.superseded > 0 {
+                    // A late answer to an offer that was made again: ignored.
+                    assert_eq!(result, Ok(Action::Nothing));
+                    self.m.superseded -= 1;
                 } else {
                     assert_eq!(code, Some("out_of_order"));
                 }
@@ -430,6 +440,25 @@ impl Harness {
             let has_tracks = self.m.has_tracks;
             assert!(self.s.offer_needed(has_tracks), "the due offer is made");
             self.m.in_flight = true;
+        }
+    }
+
+    /// The offer timer fires: an offer in flight is made again (fresh, carrying any
+    /// pending change), once; a timer for an older offer does nothing.
+    fn offer_timer(&mut self) {
+        let serial = self.s.offer_serial();
+        let again = self.s.offer_unanswered(serial);
+        assert_eq!(
+            again, self.m.in_flight,
+            "exactly an offer in flight is made again"
+        );
+        if again {
+            self.m.changed = false;
+            self.m.superseded = (self.m.superseded + 1).min(4);
+            assert!(
+                !self.s.offer_unanswered(serial),
+                "the replaced offer's timer is stale"
+            );
         }
     }
 
