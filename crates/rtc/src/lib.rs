@@ -58,4 +58,18 @@ pub fn tune_ice(s: &mut SettingEngine) {
     s.set_srflx_acceptance_min_wait(Some(Duration::ZERO));
     s.set_prflx_acceptance_min_wait(Some(Duration::ZERO));
     s.set_relay_acceptance_min_wait(Some(Duration::from_millis(300)));
+    // A controlling webrtc-rs agent (ours on the subscriber connection) nominates a pair
+    // only at its next check tick after the pair's check succeeded, and checks a
+    // peer-reflexive pair (a client's check that arrived before its candidate) only at
+    // a tick too: with the default 200 ms tick that was the ~200 ms tail of joins
+    // (docs/benchmarks.md, "Join timeline"). A short tick while connecting; after that
+    // the keepalive interval applies. A pair still gets the default's time to answer
+    // (7 checks of 200 ms) before it counts as failed.
+    s.set_ice_check_interval(ICE_CHECK_INTERVAL);
+    s.set_ice_max_binding_requests(
+        (Duration::from_millis(1400).as_millis() / ICE_CHECK_INTERVAL.as_millis()) as u16,
+    );
 }
+
+/// How often ICE checks pairs while connecting (see `tune_ice`).
+pub const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(20);

@@ -30,6 +30,11 @@ pub struct Timeout {
     pub ice_srflx_acceptance_min_wait: Option<Duration>,
     pub ice_prflx_acceptance_min_wait: Option<Duration>,
     pub ice_relay_acceptance_min_wait: Option<Duration>,
+    // Plaza patch: how often the ICE agent checks pairs while connecting, and how many
+    // unanswered checks fail a pair (webrtc-ice's AgentConfig has both; upstream's
+    // SettingEngine exposes neither).
+    pub ice_check_interval: Option<Duration>,
+    pub ice_max_binding_requests: Option<u16>,
 }
 
 #[derive(Default, Clone)]
@@ -163,6 +168,20 @@ impl SettingEngine {
     /// set_relay_acceptance_min_wait sets the icerelay_acceptance_min_wait
     pub fn set_relay_acceptance_min_wait(&mut self, t: Option<Duration>) {
         self.timeout.ice_relay_acceptance_min_wait = t;
+    }
+
+    // Plaza patch: see `Timeout::ice_check_interval`.
+    /// set_ice_check_interval sets how often pairs are checked (and a valid pair is
+    /// nominated, when controlling) while ICE is connecting; webrtc-ice's default is 200 ms.
+    pub fn set_ice_check_interval(&mut self, interval: Duration) {
+        self.timeout.ice_check_interval = Some(interval);
+    }
+
+    // Plaza patch: see `Timeout::ice_check_interval`.
+    /// set_ice_max_binding_requests sets how many checks a pair may go unanswered before
+    /// it fails; webrtc-ice's default is 7.
+    pub fn set_ice_max_binding_requests(&mut self, n: u16) {
+        self.timeout.ice_max_binding_requests = Some(n);
     }
 
     /// set_udp_network allows ICE traffic to come through Ephemeral or UDPMux.
