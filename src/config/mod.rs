@@ -62,7 +62,10 @@ settings! {
         // merge (rtc/keyframe.rs), so the cap only matters when many join together: a
         // big room must not cause a PLI storm (each keyframe costs the publisher a burst
         // of bits), and a subscriber held back by it waits at most this long.
-        keyframe_request_interval: Duration = "200ms",
+        // 100 ms: at 200 ms a meeting's late joiners waited up to the cap after a
+        // keyframe someone else asked for (first frame p95 170-365 ms in bench.sh);
+        // docs/decisions.md §5 has the measurements.
+        keyframe_request_interval: Duration = "100ms",
             flag "keyframe-request-interval", env "PLAZA_KEYFRAME_REQUEST_INTERVAL", sample "300ms";
         /// A keyframe request that got no keyframe within this long is sent again.
         keyframe_retry: Duration = "400ms",
