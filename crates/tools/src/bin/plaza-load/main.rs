@@ -168,6 +168,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let mut runner = Runner::new(plan, recorder.clone());
     let steps = runner.run(&mut meter).await;
+    let timelines = runner.join_timelines();
     runner.shutdown().await;
     server.stop();
     let steps = steps?;
@@ -209,6 +210,8 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         join_ms: percentiles(join),
         first_frame_ms: percentiles(frame),
         idle_rss_mib: idle.rss_bytes as f64 / (1024.0 * 1024.0),
+        join_steps: report::join_steps(&timelines),
+        slowest_joins: report::slowest_joins(timelines, 3),
         steps,
     };
     report::print(&summary);

@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::measure::{Percentiles, StepResult};
+use std::time::Duration;
+
+use crate::measure::{percentiles, Percentiles, StepResult};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
@@ -27,7 +29,68 @@ pub struct Summary {
     pub first_frame_ms: Option<Percentiles>,
     pub join_samples: usize,
     pub idle_rss_mib: f64,
+    /// Plaza only: each step of joining (`Participant::timeline`), ms from the start of
+    /// `join`, over every participant that reached it.
+    #[serde(default)]
+    pub join_steps: Vec<JoinStep>,
+    /// Plaza only: the timelines of the slowest joins (by first packet), to see which
+    /// step a tail comes from.
+    #[serde(default)]
+    pub slowest_joins: Vec<Vec<(String, f64)>>,
     pub steps: Vec<StepResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinStep {
+    pub step: String,
+    pub ms: Percentiles,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Percentiles of each step, in the order the steps are listed.
+pub fn join_steps(timelines: &[Vec<(&'static str, Duration)>]) -> Vec<JoinStep> {
+    let mut order: Vec<&'static str> = Vec::new();
+    for (name, _) in timelines.iter().flatten() {
+        if !order.contains(name) {
+            order.push(name);
+        }
+    }
+    order
+        .into_iter()
+        .filter_map(|step| {
+            let values = timelines
+                .iter()
+                .flatten()
+                .filter(|(n, _)| *n == step)
+                .map(|(_, d)| ms(*d))
+                .collect();
+            percentiles(values).map(|ms| JoinStep {
+                step: step.into(),
+                ms,
+            })
+        })
+        .collect()
+}
+
+/// The `n` timelines whose first RTP came last.
+pub fn slowest_joins(
+    mut timelines: Vec<Vec<(&'static str, Duration)>>,
+    n: usize,
+) -> Vec<Vec<(String, f64)>> {
+    let first_rtp = |t: &Vec<(&'static str, Duration)>| {
+        t.iter()
+            .find(|(name, _)| *name == "first RTP")
+            .map_or(Duration::ZERO, |(_, d)| *d)
+    };
+    timelines.sort_by_key(|t| std::cmp::Reverse(first_rtp(t)));
+    timelines
+        .into_iter()
+        .take(n)
+        .map(|t| t.into_iter().map(|(s, d)| (s.to_string(), ms(d))).collect())
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -100,6 +163,18 @@ pub fn print(s: &Summary) {
     );
     for e in &s.join_errors {
         println!("  join error: {e}");
+    }
+    if !s.join_steps.is_empty() {
+        let steps: Vec<String> = s
+            .join_steps
+            .iter()
+            .map(|j| format!("{} {:.0}/{:.0}", j.step, j.ms.p50, j.ms.p95))
+            .collect();
+        println!("join steps ms p50/p95: {}", steps.join(", "));
+    }
+    for t in &s.slowest_joins {
+        let steps: Vec<String> = t.iter().map(|(n, ms)| format!("{n} {ms:.0}")).collect();
+        println!("  slow join: {}", steps.join(", "));
     }
     println!(
         "{:>6} {:>8} {:>9} {:>9} {:>8} {:>10} {:>8} {:>8} {:>8} {:>20} {:>8} {:>8}",

@@ -171,7 +171,8 @@ pub struct Runner {
     plan: Plan,
     pub recorder: Arc<Recorder>,
     pub sent: Arc<SentCounter>,
-    members: Arc<Mutex<Vec<Member>>>,
+    /// With whether each expects media at once (the timelines of the others are not join times).
+    members: Arc<Mutex<Vec<(Member, bool)>>>,
     pub join_errors: Arc<Mutex<Vec<String>>>,
     publishing_rooms: Vec<bool>,
     next_slot: AtomicU64,
@@ -277,7 +278,7 @@ impl Runner {
             })
             .await;
             match r {
-                Ok(m) => lock(&members).push(m),
+                Ok(m) => lock(&members).push((m, expects_media)),
                 Err(e) => {
                     part.failed.store(true, Ordering::Release);
                     lock(&errors).push(format!("{e:#}"));
@@ -337,10 +338,23 @@ impl Runner {
         bar
     }
 
+    /// Each Plaza member's join timeline, for members that joined a room where someone
+    /// already published (`Participant::timeline`): when each step from
+    /// `join` to the first keyframe happened. Janus members have none.
+    pub fn join_timelines(&self) -> Vec<Vec<(&'static str, Duration)>> {
+        lock(&self.members)
+            .iter()
+            .filter_map(|(m, expects_media)| match m {
+                Member::Plaza(p) if *expects_media => Some(p.timeline()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Leaves: drops every member (their tasks stop, connections close).
     pub async fn shutdown(&self) {
-        let members: Vec<Member> = lock(&self.members).drain(..).collect();
-        for m in members {
+        let members: Vec<(Member, bool)> = lock(&self.members).drain(..).collect();
+        for (m, _) in members {
             match m {
                 Member::Plaza(p) => {
                     let _ = tokio::time::timeout(Duration::from_secs(2), p.leave()).await;
