@@ -63,13 +63,16 @@ pub fn tune_ice(s: &mut SettingEngine) {
     // peer-reflexive pair (a client's check that arrived before its candidate) only at
     // a tick too: with the default 200 ms tick that was the ~200 ms tail of joins
     // (docs/benchmarks.md, "Join timeline"). A short tick while connecting; after that
-    // the keepalive interval applies. A pair still gets the default's time to answer
-    // (7 checks of 200 ms) before it counts as failed.
+    // the keepalive interval applies. A pair counts as failed after ICE_CHECK_BUDGET of
+    // unanswered checks: webrtc-rs counts checks, not time, and its default (7 checks
+    // of 200 ms) gave a pair 1.4 s, too little for a starved machine or a long path.
     s.set_ice_check_interval(ICE_CHECK_INTERVAL);
     s.set_ice_max_binding_requests(
-        (Duration::from_millis(1400).as_millis() / ICE_CHECK_INTERVAL.as_millis()) as u16,
+        (ICE_CHECK_BUDGET.as_millis() / ICE_CHECK_INTERVAL.as_millis()) as u16,
     );
 }
 
 /// How often ICE checks pairs while connecting (see `tune_ice`).
 pub const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(20);
+/// How long a pair may go unanswered before it fails (see `tune_ice`).
+pub const ICE_CHECK_BUDGET: Duration = Duration::from_secs(5);
