@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use plaza::rtc::MediaStats;
 use plaza_client::{Event, Participant, VideoOptions};
+use plaza_protocol::MediaKind;
 use plaza_tools::soak::{self, LeaveKind, SoakOptions, SoakReport};
 use plaza_tools::testing::TestServer;
 
@@ -127,7 +128,6 @@ const TRACKS: usize = 1000;
 /// recycled (src/rtc/slots.rs). Before, every track that ever passed left an m-section,
 /// and after ~160 the resident's answer outgrew the frame limit (closed with 1009).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "flaky, under investigation: in 1 of 2 clean-clone runs one member's tracks never reached the resident (closing note of stop 17); run with --ignored"]
 async fn a_resident_outlives_many_tracks() {
     let _one = ONE_AT_A_TIME.lock().await;
     let server = churn_server();
@@ -155,8 +155,7 @@ async fn a_resident_outlives_many_tracks() {
             .into_iter()
             .collect::<Result<_, _>>()
             .unwrap_or_else(|e| panic!("wave {wave}: a member cannot join: {e}"));
-        let refs: Vec<&Participant> = members.iter().collect();
-        wait_media_from(&resident, &refs, 3).await;
+        wait_resident_receives(&resident, &members, wave).await;
         let (bytes, sections) = resident.last_subscriber_offer().expect("offers");
         max_sections = max_sections.max(sections);
         max_bytes = max_bytes.max(bytes);
@@ -183,6 +182,57 @@ async fn a_resident_outlives_many_tracks() {
     );
     resident.leave().await.expect("resident leaves");
     assert_server_empty(&server).await;
+}
+
+/// Waits until the resident receives audio and video from every member; on a timeout,
+/// fails with what each side saw (the member's publisher state and packets sent, the
+/// tracks the resident was offered and received from it), so a failure says which
+/// side of the forwarding broke.
+async fn wait_resident_receives(resident: &Participant, members: &[Participant], wave: usize) {
+    let want: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
+    let got = resident
+        .wait_media(&format!("wave {wave}"), common::WAIT, |tracks| {
+            want.iter().all(|id| {
+                [MediaKind::Audio, MediaKind::Video].iter().all(|k| {
+                    tracks
+                        .iter()
+                        .any(|t| &t.publisher == id && t.kind == Some(*k) && t.packets >= 3)
+                })
+            })
+        })
+        .await;
+    let Err(e) = got else { return };
+    let resident_events = resident.events();
+    let report: Vec<String> = members
+        .iter()
+        .map(|m| {
+            let publisher_states: Vec<String> = m
+                .events()
+                .iter()
+                .filter_map(|e| match e {
+                    Event::PublisherState(s) => Some(format!("{s:?}")),
+                    _ => None,
+                })
+                .collect();
+            let offered: Vec<String> = resident_events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::RemoteTrack {
+                        track_id,
+                        publisher,
+                        kind,
+                    } if *publisher == m.id => Some(format!("{kind:?} {track_id}")),
+                    _ => None,
+                })
+                .collect();
+            format!(
+                "{}: publisher {publisher_states:?}, sent {} packets; resident got tracks {offered:?}",
+                m.id,
+                m.sent(|s| s.packets)
+            )
+        })
+        .collect();
+    panic!("{e}\n{}", report.join("\n"));
 }
 
 async fn churn() {
