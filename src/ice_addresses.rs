@@ -294,8 +294,10 @@ mod tests {
 
     #[test]
     fn only_loopback_is_a_problem() {
-        let mut ice = IceConfig::default();
-        ice.ips = vec!["127.0.0.1".parse().unwrap()];
+        let ice = IceConfig {
+            ips: vec!["127.0.0.1".parse().unwrap()],
+            ..IceConfig::default()
+        };
         let p = plan(&ice, &machine());
         assert_eq!(ips(&p), ["127.0.0.1"]);
         assert_eq!(
@@ -310,8 +312,10 @@ mod tests {
 
     #[test]
     fn private_without_nat_is_a_problem_and_nat_fixes_it() {
-        let mut ice = IceConfig::default();
-        ice.interfaces = vec!["eth0".into()];
+        let mut ice = IceConfig {
+            interfaces: vec!["eth0".into()],
+            ..IceConfig::default()
+        };
         let p = plan(&ice, &machine());
         // fe80::1 is link-local: it does not count as private.
         assert_eq!(
@@ -329,8 +333,10 @@ mod tests {
 
     #[test]
     fn pairs_map_their_own_local_address_only() {
-        let mut ice = IceConfig::default();
-        ice.nat_1to1_ips = vec!["198.51.100.4/10.0.0.2".into()];
+        let ice = IceConfig {
+            nat_1to1_ips: vec!["198.51.100.4/10.0.0.2".into()],
+            ..IceConfig::default()
+        };
         let p = plan(&ice, &machine());
         assert_eq!(ips(&p), ["198.51.100.4", "fe80::1", "203.0.113.9"]);
         assert_eq!(p.unmapped.len(), 2);
@@ -338,16 +344,18 @@ mod tests {
 
     #[test]
     fn a_turn_server_of_its_own_is_enough() {
-        let mut ice = IceConfig::default();
-        ice.ips = vec!["10.0.0.2".parse().unwrap()];
-        ice.servers = vec![IceServer {
-            urls: vec![
-                "turn:turn.example.com:3478".into(),
-                "stun:s.example.com".into(),
-            ],
-            username: Some("u".into()),
-            credential: Some("c".into()),
-        }];
+        let ice = IceConfig {
+            ips: vec!["10.0.0.2".parse().unwrap()],
+            servers: vec![IceServer {
+                urls: vec![
+                    "turn:turn.example.com:3478".into(),
+                    "stun:s.example.com".into(),
+                ],
+                username: Some("u".into()),
+                credential: Some("c".into()),
+            }],
+            ..IceConfig::default()
+        };
         let p = plan(&ice, &machine());
         assert_eq!(ips(&p), ["10.0.0.2"]);
         assert_eq!(p.problem, None);
