@@ -239,7 +239,13 @@ impl TurnProvider {
         }
         let request = request.insert_header(("Accept", "application/json"));
         let work = async {
-            let mut response = request.send().await.map_err(|e| e.to_string())?;
+            let mut response = request.send().await.map_err(|e| match e {
+                // The same deadline as the one below: one message for both.
+                awc::error::SendRequestError::Timeout => {
+                    format!("no answer within {:?}", c.timeout)
+                }
+                e => e.to_string(),
+            })?;
             let status = response.status();
             let body = response
                 .body()
