@@ -76,8 +76,10 @@ impl fmt::Display for Problem {
             Problem::NoAddress => write!(
                 f,
                 "the server announces no ICE address at all, so no browser can send it \
-                 media: check ice.ips and ice.interfaces (they match no local address), or \
-                 give the server a TURN server in ice.servers"
+                 media: the machine has only loopback addresses, or ice.ips / \
+                 ice.interfaces match none of its addresses. Set ice.ips (and \
+                 ice.nat_1to1_ips behind NAT), or give the server a TURN server in \
+                 ice.servers"
             ),
             Problem::OnlyThisMachine(ips) => write!(
                 f,
