@@ -23,6 +23,7 @@ use crate::registry::{Registry, Shutdown};
 use crate::rtc::{MediaPlane, MediaStats};
 use crate::session::WsSession;
 use crate::state::AppState;
+use crate::turn::provider::{ProviderHealth, TurnProvider};
 
 /// A configured server, ready to `run`. Tests keep `registry()` and `media_stats()` to
 /// check teardown from outside.
@@ -34,13 +35,17 @@ impl Plaza {
     pub fn new(config: Config) -> Result<Self> {
         config.validate()?;
         let media = MediaPlane::new(&config.ice, config.media_threads)?;
+        // What browsers will be offered, and a loud warning when none could reach us.
+        crate::ice_addresses::plan(&config.ice, &crate::rtc::local_addresses()).log();
         let tokens = (!config.auth.secret.is_empty())
             .then(|| Arc::new(TokenVerifier::new(&config.auth.secret)));
         if tokens.is_none() {
             warn!("no auth.secret: rooms are open to anyone who can reach this server");
         }
+        let turn_provider = TurnProvider::new(&config.turn_provider);
         Ok(Self {
             state: Arc::new(AppState {
+                turn_provider,
                 join_limiter: PerIpLimiter::new(config.limits.joins_per_ip_per_minute),
                 config: Arc::new(config),
                 registry: Registry::new(),
@@ -77,6 +82,18 @@ impl Plaza {
         if !web_root.join("index.html").is_file() {
             warn!(web_root = %web_root.display(), "no index.html in the web root: the web client will not load");
         }
+        // The provider's first fetch comes before the first client is served, so the
+        // first `joined` has its credentials; a failure does not stop the server.
+        let provider_task = match &state.turn_provider {
+            Some(provider) => {
+                let client = provider.client();
+                let wait = provider.fetch_and_record(&client).await;
+                Some(actix_web::rt::spawn(
+                    Arc::clone(provider).keep_fresh(client, wait),
+                ))
+            }
+            None => None,
+        };
         let data = web::Data::from(Arc::clone(&state));
         let mut server = HttpServer::new(move || {
             App::new()
@@ -123,6 +140,9 @@ impl Plaza {
         }
         handle.stop(false).await;
         let _ = server_task.await;
+        if let Some(task) = provider_task {
+            task.abort();
+        }
         let media = Arc::clone(&state.media);
         let grace = budget
             .saturating_sub(started.elapsed())
@@ -165,6 +185,10 @@ struct Health {
     tracks: i64,
     subscriptions: i64,
     peer_connections: i64,
+    /// The TURN credentials provider, when one is configured. Its failing does not
+    /// make the server unhealthy: clients keep the last good list (or direct paths).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    turn_provider: Option<ProviderHealth>,
 }
 
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {
@@ -180,15 +204,19 @@ async fn healthz(state: web::Data<AppState>) -> HttpResponse {
         tracks: gauge(&stats.forwarding_tasks),
         subscriptions: gauge(&stats.subscriptions),
         peer_connections: gauge(&stats.peer_connections),
+        turn_provider: state.turn_provider.as_ref().map(|p| p.health()),
     })
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let text = state.metrics.render(
+    let mut text = state.metrics.render(
         state.registry.counts(),
         state.registry.room_actors(),
         &state.media.stats,
     );
+    if let Some(provider) = &state.turn_provider {
+        provider.render_metrics(&mut text);
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(text)

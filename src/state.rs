@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::rtc::MediaPlane;
+use crate::turn::provider::TurnProvider;
 
 /// What every handler and actor shares.
 pub struct AppState {
@@ -22,4 +23,6 @@ pub struct AppState {
     pub tokens: Option<Arc<TokenVerifier>>,
     pub join_limiter: PerIpLimiter,
     pub metrics: Metrics,
+    /// TURN credentials from a provider's API, when `turn_provider.url` is set.
+    pub turn_provider: Option<Arc<TurnProvider>>,
 }

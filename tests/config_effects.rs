@@ -16,12 +16,15 @@ mod client;
 mod harness;
 #[path = "config_effects/probes.rs"]
 mod probes;
+#[path = "config_effects/provider_probes.rs"]
+mod provider_probes;
 
 use std::time::{Duration, Instant};
 
 use harness::{Plan, Source, Started};
 use plaza::config::SETTINGS;
 use probes::*;
+use provider_probes::{ProviderProbe, PROVIDER_KEY, PROVIDER_URL};
 
 /// What the run without the setting shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +175,79 @@ fn row_for(key: &str) -> Option<Row> {
             "1h",
             &[("turn.urls", TURN_URL), ("turn.secret", TURN_SECRET)],
             TurnCredential(3_600),
+        ),
+        // The server's own STUN server: a Binding request reaches {port2} when it
+        // gathers; none in the baseline.
+        "ice.servers" => row(r#"[{"urls":["stun:127.0.0.1:{port2}"]}]"#, ServerStun),
+        // The provider rows: a fake provider on {port2}, up only once the server is
+        // (the server retries). A ttl of 1 s keeps retries under 0.8 s apart.
+        "turn_provider.url" => with(
+            PROVIDER_URL,
+            &[
+                ("turn_provider.ttl", "1s"),
+                ("turn_provider.retry_interval", "100ms"),
+            ],
+            Provider(ProviderProbe::Served { key_param: None }),
+        ),
+        // The baseline sends no key: the provider answers 401.
+        "turn_provider.api_key" => with(
+            PROVIDER_KEY,
+            &[
+                ("turn_provider.url", PROVIDER_URL),
+                ("turn_provider.ttl", "1s"),
+                ("turn_provider.retry_interval", "100ms"),
+            ],
+            Provider(ProviderProbe::Served {
+                key_param: Some("apiKey"),
+            }),
+        ),
+        // The baseline sends apiKey=, this provider wants key=.
+        "turn_provider.api_key_param" => with(
+            "key",
+            &[
+                ("turn_provider.url", PROVIDER_URL),
+                ("turn_provider.api_key", PROVIDER_KEY),
+                ("turn_provider.ttl", "1s"),
+                ("turn_provider.retry_interval", "100ms"),
+            ],
+            Provider(ProviderProbe::Served {
+                key_param: Some("key"),
+            }),
+        ),
+        // Refreshed every 0.8 s here; once an hour in the baseline.
+        "turn_provider.ttl" => with(
+            "1s",
+            &[
+                ("turn_provider.url", PROVIDER_URL),
+                ("turn_provider.retry_interval", "100ms"),
+            ],
+            Provider(ProviderProbe::Refreshed {
+                n: 2,
+                within: ms(3000),
+            }),
+        ),
+        // The first request hangs: given up after 300 ms here (then retried within
+        // 0.8 s), after 5 s in the baseline.
+        "turn_provider.timeout" => with(
+            "300ms",
+            &[
+                ("turn_provider.url", PROVIDER_URL),
+                ("turn_provider.ttl", "1s"),
+                ("turn_provider.retry_interval", "100ms"),
+            ],
+            Provider(ProviderProbe::TimeoutRetried { within: ms(3000) }),
+        ),
+        // Every answer a 500: retries at most 0.8 s apart here, 2 s in the baseline.
+        "turn_provider.retry_interval" => with(
+            "100ms",
+            &[
+                ("turn_provider.url", PROVIDER_URL),
+                ("turn_provider.ttl", "1s"),
+            ],
+            Provider(ProviderProbe::Retries {
+                n: 4,
+                within: ms(3000),
+            }),
         ),
         "limits.max_participants_per_room" => row("1", RoomFull),
         "limits.max_rooms" => row("1", TooManyRooms),

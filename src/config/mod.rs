@@ -102,6 +102,11 @@ settings! {
         /// Keep-alive checks on an idle connection.
         keepalive_interval: Duration = "2s",
             flag "ice-keepalive-interval", env "PLAZA_ICE_KEEPALIVE_INTERVAL", sample "1s";
+        /// STUN/TURN servers the server's own peer connections use (a server behind NAT
+        /// without a 1:1 mapping): server-reflexive and relayed candidates. Apart from
+        /// what clients get (ice_servers, turn); JSON on the command line.
+        servers: Vec<IceServer> = "", flag "server-ice-servers", env "PLAZA_SERVER_ICE_SERVERS",
+            sample r#"[{"urls":["turn:turn.example.com:3478"],"username":"plaza","credential":"c"}]"#;
     }
 
     /// TURN REST credentials (coturn `use-auth-secret`): the server mints a short-lived
@@ -117,6 +122,35 @@ settings! {
         secret: String = "", flag "turn-secret", env "PLAZA_TURN_SECRET", sample "turn-secret-0123", secret;
         /// Lifetime of minted TURN credentials.
         ttl: Duration = "24h", flag "turn-ttl", env "PLAZA_TURN_TTL", sample "1h";
+    }
+
+    /// TURN credentials fetched from a provider's REST API (Metered-style: a GET that
+    /// answers an `iceServers` array with short-lived credentials), cached, refreshed in
+    /// the background and handed to clients in `joined`.
+    pub struct TurnProviderConfig in turn_provider {
+        /// The provider's credentials URL, e.g.
+        /// https://APP.metered.live/api/v1/turn/credentials; empty = no provider. Put
+        /// the key in api_key, not here.
+        url: String = "", flag "turn-provider-url", env "PLAZA_TURN_PROVIDER_URL",
+            sample "https://plaza.metered.live/api/v1/turn/credentials";
+        /// The provider's API key. Never logged or sent to clients. Prefer the variable
+        /// to the flag.
+        api_key: String = "", flag "turn-provider-api-key", env "PLAZA_TURN_PROVIDER_API_KEY",
+            sample "provider-key-0123", secret;
+        /// The query parameter that carries the key (Metered: apiKey); empty = send it
+        /// as `Authorization: Bearer <key>` instead.
+        api_key_param: String = "apiKey", flag "turn-provider-api-key-param",
+            env "PLAZA_TURN_PROVIDER_API_KEY_PARAM", sample "key";
+        /// How long fetched credentials are valid when the answer does not say (a `ttl`
+        /// in seconds); they are fetched again when 80 % of it has passed.
+        ttl: Duration = "1h", flag "turn-provider-ttl", env "PLAZA_TURN_PROVIDER_TTL", sample "10m";
+        /// The longest one fetch may take.
+        timeout: Duration = "5s", flag "turn-provider-timeout", env "PLAZA_TURN_PROVIDER_TIMEOUT",
+            sample "2s";
+        /// After a failed fetch, the first retry waits this long; each further failure
+        /// doubles it, up to a minute (or the refresh period, if shorter).
+        retry_interval: Duration = "2s", flag "turn-provider-retry-interval",
+            env "PLAZA_TURN_PROVIDER_RETRY_INTERVAL", sample "500ms";
     }
 
     pub struct LimitsConfig in limits {
@@ -328,6 +362,15 @@ impl Config {
         if self.turn.ttl.is_zero() {
             return bad("turn.ttl", "must be more than 0".into());
         }
+        for (i, s) in self.ice.servers.iter().enumerate() {
+            if s.urls.is_empty() {
+                return bad(&format!("ice.servers[{i}].urls"), "is empty".into());
+            }
+            for url in &s.urls {
+                check_ice_url(url).or_else(|why| bad(&format!("ice.servers[{i}].urls"), why))?;
+            }
+        }
+        self.validate_turn_provider()?;
         let l = &self.limits;
         for (key, v) in [
             (
@@ -377,6 +420,51 @@ impl Config {
             return bad(
                 "log.level",
                 format!("{:?} is not a log filter", self.log.level),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_turn_provider(&self) -> Result<()> {
+        let bad = |key: &str, why: String| Err(Error::Config(format!("{key}: {why}")));
+        let p = &self.turn_provider;
+        if p.url.is_empty() {
+            if !p.api_key.is_empty() {
+                return bad(
+                    "turn_provider.url",
+                    "turn_provider.api_key is set but no provider URL is".into(),
+                );
+            }
+            return Ok(());
+        }
+        if !(p.url.starts_with("https://") || p.url.starts_with("http://")) {
+            // Never echo the URL: someone may have pasted the key into it.
+            return bad(
+                "turn_provider.url",
+                "must start with https:// (or http:// for a local provider)".into(),
+            );
+        }
+        if p.url.contains(['#', ' ']) {
+            return bad("turn_provider.url", "must not contain '#' or spaces".into());
+        }
+        if p.api_key_param.contains(['&', '=', '?', '#', ' ']) {
+            return bad(
+                "turn_provider.api_key_param",
+                "must be a plain query parameter name".into(),
+            );
+        }
+        if p.ttl < Duration::from_secs(1) {
+            return bad("turn_provider.ttl", "must be at least 1s".into());
+        }
+        if p.timeout.is_zero() {
+            return bad("turn_provider.timeout", "must be more than 0".into());
+        }
+        if p.retry_interval < Duration::from_millis(10) {
+            return bad(
+                "turn_provider.retry_interval",
+                "must be at least 10ms".into(),
             );
         }
         Ok(())

@@ -187,7 +187,7 @@ fn example_file_documents_every_setting() {
         let line = line.trim_start_matches(['#', ' ']);
         if let Some(header) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
             section = header.trim_matches('[').to_string();
-            if section == "ice_servers" {
+            if section == "ice_servers" || section == "ice.servers" {
                 documented.push(section.clone()); // an array of tables: the tables' keys are not settings
             }
             continue;
@@ -196,6 +196,7 @@ fn example_file_documents_every_setting() {
             continue;
         };
         if section == "ice_servers"
+            || section == "ice.servers"
             || !key
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit())
@@ -279,4 +280,16 @@ fn errors_name_the_key() {
     assert!(err("[[ice_servers]]\nurls = [\"turn::3478\"]").contains("no host"));
     assert!(err("[heartbeat]\ninterval = 5").contains("interval"));
     assert!(err("[ice]\nips = [\"nope\"]").contains("ips"));
+    assert!(err("[[ice.servers]]\nurls = [\"http://x\"]").contains("ice.servers[0].urls"));
+    assert!(err("[turn_provider]\napi_key = \"k\"").contains("turn_provider.url"));
+    // A bad provider URL is not echoed: it may hold a pasted key.
+    let bad_url = err("[turn_provider]\nurl = \"ftp://x/?apiKey=pasted-key\"");
+    assert!(bad_url.contains("turn_provider.url") && !bad_url.contains("pasted-key"));
+    assert!(
+        err("[turn_provider]\nurl = \"https://x\"\napi_key_param = \"a&b\"")
+            .contains("turn_provider.api_key_param")
+    );
+    assert!(
+        err("[turn_provider]\nurl = \"https://x\"\nttl = \"100ms\"").contains("turn_provider.ttl")
+    );
 }

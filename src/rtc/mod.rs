@@ -29,6 +29,8 @@ use webrtc::api::{APIBuilder, API};
 use webrtc::ice::udp_mux::{UDPMuxDefault, UDPMuxParams};
 use webrtc::ice::udp_network::{EphemeralUDP, UDPNetwork};
 use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
+use webrtc::ice_transport::ice_server::RTCIceServer;
+use webrtc::peer_connection::configuration::RTCConfiguration;
 
 pub use self::data::ChatChannel;
 pub use self::down_track::DownTrack;
@@ -61,6 +63,8 @@ pub struct MediaPlane {
     /// The single UDP port's socket, when the UDP mux is on.
     udp_mux: Option<Arc<UDPMuxDefault>>,
     udp_mux_addr: Option<SocketAddr>,
+    /// STUN/TURN servers of the server's own peer connections (`ice.servers`).
+    ice_servers: Vec<RTCIceServer>,
 }
 
 impl MediaPlane {
@@ -115,6 +119,15 @@ impl MediaPlane {
             stats: Arc::new(MediaStats::default()),
             udp_mux,
             udp_mux_addr,
+            ice_servers: ice
+                .servers
+                .iter()
+                .map(|s| RTCIceServer {
+                    urls: s.urls.clone(),
+                    username: s.username.clone().unwrap_or_default(),
+                    credential: s.credential.clone().unwrap_or_default(),
+                })
+                .collect(),
         }))
     }
 
@@ -125,6 +138,15 @@ impl MediaPlane {
     /// The UDP mux's bound address, when the mux is on.
     pub fn udp_mux_addr(&self) -> Option<SocketAddr> {
         self.udp_mux_addr
+    }
+
+    /// The configuration every server-side peer connection starts from: the server's
+    /// own STUN/TURN servers (`ice.servers`), if any.
+    pub(super) fn rtc_configuration(&self) -> RTCConfiguration {
+        RTCConfiguration {
+            ice_servers: self.ice_servers.clone(),
+            ..Default::default()
+        }
     }
 
     /// Runs a future on the media runtime and waits for it from any executor.
@@ -166,6 +188,24 @@ impl MediaPlane {
             rt.shutdown_timeout(grace);
         }
     }
+}
+
+/// Every address of every local interface, as webrtc-ice lists them when it gathers
+/// host candidates (for `ice_addresses::plan`).
+pub fn local_addresses() -> Vec<crate::ice_addresses::LocalAddress> {
+    let interfaces = webrtc::util::ifaces::ifaces().unwrap_or_else(|e| {
+        tracing::warn!("cannot list network interfaces: {e}");
+        Vec::new()
+    });
+    interfaces
+        .into_iter()
+        .filter_map(|i| {
+            Some(crate::ice_addresses::LocalAddress {
+                ip: i.addr?.ip(),
+                interface: i.name,
+            })
+        })
+        .collect()
 }
 
 fn build_api(ice: &IceConfig, udp_mux: Option<Arc<UDPMuxDefault>>) -> Result<API> {

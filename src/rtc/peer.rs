@@ -12,7 +12,6 @@ use std::sync::{Arc, Weak};
 
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::ice_transport::ice_gathering_state::RTCIceGatheringState;
-use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
@@ -68,8 +67,9 @@ impl Peer {
         handler: PeerEventHandler,
     ) -> Result<Peer, Error> {
         let api = Arc::clone(&media.api);
+        let config = media.rtc_configuration();
         let pc = media
-            .run(async move { api.new_peer_connection(RTCConfiguration::default()).await })
+            .run(async move { api.new_peer_connection(config).await })
             .await??;
         let pc = Arc::new(pc);
         let transport_ready = Arc::new(AtomicBool::new(false));

@@ -108,7 +108,11 @@ impl WsSession {
                 room: room_id.clone(),
                 participant_id: self.id.clone(),
                 participants: accepted.participants,
-                ice_servers: crate::turn::ice_servers_for(config, &self.id),
+                ice_servers: crate::turn::ice_servers_for(
+                    config,
+                    &self.id,
+                    self.app.turn_provider.as_deref(),
+                ),
                 limits: Limits {
                     max_chat_bytes: config.limits.max_chat_bytes,
                     max_frame_bytes: config.limits.max_frame_bytes,

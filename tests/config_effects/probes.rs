@@ -17,6 +17,7 @@ use plaza_protocol::{MediaKind, ServerMessage};
 
 use super::client::*;
 use super::harness::{web_marker, Run};
+pub use super::provider_probes::ProviderProbe;
 
 pub const STUN_URL: &str = "stun:198.18.0.9:3478";
 pub const TURN_URL: &str = "turn:198.18.0.10:3478?transport=udp";
@@ -99,6 +100,10 @@ pub enum Probe {
     WarnOnly,
     /// Every log line is a JSON object.
     JsonLog,
+    /// The server sends a STUN Binding request to `127.0.0.1:{port2}` when it gathers.
+    ServerStun,
+    /// A fake TURN credentials provider on `{port2}` (see provider_probes.rs).
+    Provider(ProviderProbe),
 }
 
 /// How a flood is sent: `at_once` messages, then `then` more `every` apart.
@@ -201,6 +206,8 @@ pub async fn probe(p: Probe, r: &Run) -> Res {
         Probe::AdminApi => admin_api(addr).await,
         Probe::WarnOnly => warn_only(r).await,
         Probe::JsonLog => json_log(r).await,
+        Probe::ServerStun => super::provider_probes::server_stun(addr, r.vars.port2).await,
+        Probe::Provider(p) => super::provider_probes::provider(p, addr, r.vars.port2).await,
     }
 }
 

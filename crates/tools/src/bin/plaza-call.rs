@@ -10,7 +10,9 @@
 //!   end of both connections' selected pairs, is that address (the public IP and the
 //!   one published UDP port), reached without TURN unless `--relay-only`;
 //! - `--relay-only --expect-relay IP`: both connections send from a relayed candidate
-//!   that the TURN server allocated on that IP.
+//!   that the TURN server allocated on that IP;
+//! - `--expect-server-relay IP`: the server's end of both connections is a relayed
+//!   candidate on that IP (the server uses TURN itself, `ice.servers`).
 //!
 //! Then it tells the others on the chat channel and waits (up to `--timeout`) until
 //! each of them has said the same or left, so one side finishing first does not cut
@@ -64,6 +66,10 @@ struct Args {
     /// Both connections' local candidate must be relayed, from this IP (needs --relay-only).
     #[arg(long, requires = "relay_only")]
     expect_relay: Option<IpAddr>,
+    /// The server's end of both connections' selected pairs must be a relayed
+    /// candidate on this IP (the server reaches us through its own TURN server).
+    #[arg(long)]
+    expect_server_relay: Option<IpAddr>,
     /// How long the whole call may take.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -184,6 +190,17 @@ async fn call(args: Args) -> Result<()> {
             if !args.relay_only && pair.local.typ == RTCIceCandidateType::Relay {
                 bail!("{target:?} connection goes through TURN, not straight to {remote}");
             }
+        }
+        if let Some(relay) = args.expect_server_relay {
+            if pair.remote.typ != RTCIceCandidateType::Relay
+                || pair.remote.address != relay.to_string()
+            {
+                bail!("{target:?} connection: the server's end is not relayed on {relay}: {pair}");
+            }
+            println!(
+                "{}: {target:?} connection: the server sends from its relay {}:{}",
+                args.name, pair.remote.address, pair.remote.port
+            );
         }
         if let Some(relay) = args.expect_relay {
             if pair.local.typ != RTCIceCandidateType::Relay {

@@ -2,6 +2,11 @@
 //! implements it): username `"<expiry unix time>:<participant id>"`, password
 //! `base64(HMAC-SHA1(secret, username))`. coturn checks the HMAC and the expiry, so the
 //! browser holds a credential that stops working after `ttl`, never the secret.
+//!
+//! Or from a provider's REST API ([`provider`]): fetched, cached and refreshed in the
+//! background, handed to clients as they are.
+
+pub mod provider;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,6 +17,7 @@ use sha1::Sha1;
 use plaza_protocol::{IceServer, ParticipantId};
 
 use crate::config::Config;
+use provider::TurnProvider;
 
 pub fn rest_credential(secret: &str, username: &str) -> String {
     // HMAC accepts keys of any length, so this cannot fail.
@@ -26,8 +32,13 @@ pub fn rest_username(participant: &ParticipantId, ttl: Duration, now: SystemTime
 }
 
 /// The `ice_servers` a participant gets in `joined`: the configured ones, plus the TURN
-/// URLs with freshly minted credentials when a TURN secret is configured.
-pub fn ice_servers_for(config: &Config, participant: &ParticipantId) -> Vec<IceServer> {
+/// URLs with freshly minted credentials when a TURN secret is configured, plus the
+/// provider's current list when there is one.
+pub fn ice_servers_for(
+    config: &Config,
+    participant: &ParticipantId,
+    provider: Option<&TurnProvider>,
+) -> Vec<IceServer> {
     let mut servers = config.ice_servers.clone();
     if !config.turn.secret.is_empty() && !config.turn.urls.is_empty() {
         let username = rest_username(participant, config.turn.ttl, SystemTime::now());
@@ -36,6 +47,9 @@ pub fn ice_servers_for(config: &Config, participant: &ParticipantId) -> Vec<IceS
             credential: Some(rest_credential(&config.turn.secret, &username)),
             username: Some(username),
         });
+    }
+    if let Some(p) = provider {
+        servers.extend(p.servers());
     }
     servers
 }
@@ -66,7 +80,7 @@ mod tests {
         let mut c = Config::default();
         c.turn.urls = vec!["turn:127.0.0.1:3478?transport=udp".into()];
         c.turn.secret = "s3cret".into();
-        let servers = ice_servers_for(&c, &ParticipantId::from_client("P1"));
+        let servers = ice_servers_for(&c, &ParticipantId::from_client("P1"), None);
         assert_eq!(servers.len(), 1);
         let s = &servers[0];
         let user = s.username.as_deref().unwrap();
