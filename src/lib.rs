@@ -57,6 +57,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod guard;
 pub mod logging;
