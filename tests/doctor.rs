@@ -257,3 +257,62 @@ fn a_host_with_only_loopback_fails_loudly() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_running_server_holding_the_media_port_is_a_warning_not_a_guess() {
+    let mut h = Hosts::new();
+    h.start_coturn(SECRET, None);
+    // The real server on the Plaza host, holding the UDP mux port.
+    let _server = KillOnDrop(
+        h.host
+            .command(env!("CARGO_BIN_EXE_plaza"))
+            .args(["--listen=127.0.0.1:18080", "--web-root=web"])
+            .arg(format!("--udp-port={MEDIA_PORT}"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("PLAZA_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("plaza starts"),
+    );
+    // Its socket shows in the namespace's UDP table once bound (port in hex).
+    let port_hex = format!(":{:04X}", MEDIA_PORT.parse::<u16>().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !String::from_utf8_lossy(&h.host.run("cat", &["/proc/net/udp"]).stdout)
+        .contains(&port_hex)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "plaza never bound UDP {MEDIA_PORT}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let d = h.doctor(&deployment(&h, &h.host_ip, SECRET));
+    assert_eq!(d.code, Some(0), "{d}");
+    assert!(
+        d.lines("warn", "udp")
+            .iter()
+            .any(|l| l.contains(&format!("UDP {MEDIA_PORT} is in use"))),
+        "{d}"
+    );
+    assert!(
+        d.lines("ok", "udp").is_empty(),
+        "no pass without a datagram: {d}"
+    );
+    assert!(
+        d.fix_for("is in use here")
+            .unwrap_or_default()
+            .contains("stop plaza"),
+        "{d}"
+    );
+}
+
+/// A child process killed when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
