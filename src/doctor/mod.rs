@@ -4,9 +4,9 @@
 //! exit when something fails.
 //!
 //! In order: configuration mistakes the server would only meet at the first call
-//! ([`config_checks`]); the addresses the server will announce ([`addresses`],
-//! [`announce`]); the address a STUN server sees ([`public_address`]); TURN allocations
-//! with the credentials Plaza mints, per server and transport ([`turn_checks`]); and the
+//! (`config_checks`); the addresses the server will announce ([`addresses`],
+//! `announce`); the address a STUN server sees (`public_address`); TURN allocations
+//! with the credentials Plaza mints, per server and transport (`turn_checks`); and the
 //! media UDP port, reached from a TURN relay ([`reachability`]). Only
 //! [`crate::rtc::probe`] speaks STUN/TURN.
 
