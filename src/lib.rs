@@ -49,6 +49,12 @@
 //! WebRTC), `plaza-client` (a headless participant) and `plaza-tools` (the in-process
 //! test server, `plaza-load`, `plaza-soak`).
 //!
+//! ## Operations
+//! [`doctor`] is `plaza doctor`: it checks a deployment from its host with the server's
+//! own configuration (announced addresses, NAT 1:1 against STUN, TURN allocations per
+//! transport, the media port from a TURN relay); its STUN/TURN probes live in
+//! [`rtc::probe`], like every other webrtc-rs call.
+//!
 //! ## Entry points
 //! [`run`] serves a [`config::Config`] on a listener until a shutdown future resolves
 //! (inside an actix system); [`Plaza`] does the same with handles to the registry and
@@ -57,6 +63,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod guard;
 pub mod ice_addresses;

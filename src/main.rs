@@ -1,5 +1,6 @@
 //! `plaza`: the server binary. No arguments needed: it listens on 0.0.0.0:8080 and
-//! serves the web client from ./web. `plaza token` mints a room token.
+//! serves the web client from ./web. `plaza token` mints a room token; `plaza doctor`
+//! checks a deployment with the server's own configuration.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -27,6 +28,31 @@ enum Command {
     Serve(Box<ConfigArgs>),
     /// Mint a signed room token (needs the server's auth secret)
     Token(TokenArgs),
+    /// Check this host's deployment (addresses, NAT, TURN, the media port) with the
+    /// server's configuration; exits non-zero when a check fails
+    Doctor(Box<DoctorArgs>),
+}
+
+#[derive(Args)]
+#[command(
+    long_about = "Checks the deployment on the host the server runs on, reading the same \
+configuration as `plaza serve` (--config file, PLAZA_* variables, the same flags): \
+configuration mistakes the server would only meet at the first call, the addresses it will \
+announce as ICE candidates, the public address a STUN server sees against ice.nat_1to1_ips, \
+TURN allocations with the credentials Plaza mints (each server, each transport, TLS \
+certificates), and whether the media UDP port is reachable from a TURN relay. Prints one \
+line per check (ok, warn, FAIL with its fix) and a summary; exits 1 when a check fails, 2 \
+when the configuration does not load."
+)]
+struct DoctorArgs {
+    /// How long each probe may take (a STUN answer, a TURN allocation, a datagram)
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    probe_timeout: Duration,
+    /// CA bundle (PEM) to check turns: certificates against (else the system's)
+    #[arg(long, env = "SSL_CERT_FILE", value_name = "FILE")]
+    ca_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    config: ConfigArgs,
 }
 
 #[derive(Args)]
@@ -62,6 +88,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Token(args)) => token(args),
         Some(Command::Serve(config)) => serve(&config),
+        Some(Command::Doctor(args)) => doctor(&args),
         None => serve(&cli.config),
     }
 }
@@ -90,6 +117,38 @@ fn serve(args: &ConfigArgs) -> ExitCode {
             eprintln!("plaza: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+fn doctor(args: &DoctorArgs) -> ExitCode {
+    let report = match Config::load(&args.config) {
+        Ok(config) => {
+            let options = plaza::doctor::Options {
+                timeout: args.probe_timeout,
+                ca_file: args.ca_file.clone(),
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("plaza doctor: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            runtime.block_on(plaza::doctor::run(&config, &options))
+        }
+        Err(e) => {
+            print!("{}", plaza::doctor::config_error(&e).render());
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", report.render());
+    if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

@@ -13,6 +13,7 @@ mod events;
 pub mod forwarder;
 pub mod keyframe;
 pub mod peer;
+pub mod probe;
 mod slots;
 pub mod stats;
 pub mod up_track;

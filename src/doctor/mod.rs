@@ -1,0 +1,79 @@
+//! `plaza doctor`: checks a deployment from the host it runs on, reading the same
+//! configuration as the server, and says in plain words what is wrong and how to fix
+//! it. One line per check (`ok`, `warn`, `FAIL` + the fix), a summary, and a non-zero
+//! exit when something fails.
+//!
+//! In order: configuration mistakes the server would only meet at the first call
+//! (`config_checks`); the addresses the server will announce ([`addresses`],
+//! `announce`); the address a STUN server sees (`public_address`); TURN allocations
+//! with the credentials Plaza mints, per server and transport (`turn_checks`); and the
+//! media UDP port, reached from a TURN relay ([`reachability`]). Only
+//! [`crate::rtc::probe`] speaks STUN/TURN.
+
+pub mod addresses;
+mod announce;
+mod config_checks;
+mod public_address;
+pub mod reachability;
+pub mod report;
+mod turn_checks;
+pub mod urls;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use self::addresses::{announced_addresses, AnnouncedAddress, Announcement, LocalAddress};
+pub use self::report::{Check, Report, Status};
+use crate::config::Config;
+use crate::rtc::probe;
+
+/// What `plaza doctor` takes besides the server's configuration.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// How long each probe (a STUN answer, an allocation, a datagram) may take.
+    pub timeout: Duration,
+    /// CA bundle for `turns:` certificates (else the system's).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The host's addresses with their interfaces, as the ICE agent lists them.
+pub async fn local_addresses() -> Vec<LocalAddress> {
+    probe::interface_addresses()
+        .await
+        .into_iter()
+        .map(|(interface, ip)| LocalAddress { interface, ip })
+        .collect()
+}
+
+/// Runs every check against `config` on this host.
+pub async fn run(config: &Config, options: &Options) -> Report {
+    let mut report = Report::default();
+    report.push(Check::ok("config", "configuration loaded and valid"));
+    let interfaces = local_addresses().await;
+    report.extend(config_checks::check(config, &interfaces));
+
+    let announced = announced_addresses(&config.ice, &interfaces);
+    report.extend(announce::check(&announced));
+    report.extend(public_address::check(config, &announced, options.timeout).await);
+
+    let roots = probe::load_roots(options.ca_file.clone());
+    let (turn, relay) = turn_checks::check(config, &roots, options.timeout).await;
+    report.extend(turn);
+    report.extend(reachability::check(&announced, relay.as_ref(), options.timeout).await);
+    if let Some(relay) = relay {
+        relay.allocation.close().await;
+    }
+    report
+}
+
+/// The report when the configuration does not even load.
+pub fn config_error(error: &crate::Error) -> Report {
+    let mut report = Report::default();
+    report.push(Check::fail(
+        "config",
+        format!("the configuration is refused: {error}"),
+        "fix the key it names (the file, its PLAZA_* variable or its flag: see `plaza --help` \
+         and config.example.toml); the server would refuse to start the same way",
+    ));
+    report
+}
