@@ -8,6 +8,9 @@ use std::sync::Arc;
 use plaza_protocol::auth::TokenVerifier;
 use plaza_protocol::rate::PerIpLimiter;
 
+use crate::admission::ConnectionSlots;
+use crate::bans::Bans;
+use crate::client_addr::TrustedProxies;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -22,4 +25,10 @@ pub struct AppState {
     pub tokens: Option<Arc<TokenVerifier>>,
     pub join_limiter: PerIpLimiter,
     pub metrics: Metrics,
+    /// Open WebSocket connections against their caps.
+    pub slots: Arc<ConnectionSlots>,
+    /// Whose forwarded-for header is believed.
+    pub proxies: TrustedProxies,
+    /// Kicked participants and closed rooms, until their time is up.
+    pub bans: Bans,
 }
