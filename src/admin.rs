@@ -1,20 +1,60 @@
 //! The admin REST API, behind an API key (`admin.api_key`, header `X-Api-Key`):
 //!
 //! - `GET    /admin/rooms`                                   rooms with participants and tracks
-//! - `DELETE /admin/rooms/{room}`                            close a room (everyone is disconnected)
-//! - `DELETE /admin/rooms/{room}/participants/{participant}` kick one participant
+//! - `DELETE /admin/rooms/{room}[?closed_for_seconds=N]`     close a room (everyone is disconnected)
+//! - `DELETE /admin/rooms/{room}/participants/{participant}[?ban_seconds=N]` kick one participant
+//!
+//! A kicked participant may not rejoin the room for `ban_seconds` (default
+//! `admin.kick_ban`), and a closed room refuses every join for `closed_for_seconds`
+//! (default `admin.room_closed_for`); 0 lifts nothing and keeps no one out (see
+//! `crate::bans`).
 //!
 //! A missing or wrong key gets 401 and changes nothing. With no key configured the API
 //! does not exist (404), so a forgotten setting cannot leave it open.
 
+use std::time::{Duration, Instant};
+
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use plaza_protocol::auth::secrets_equal;
 use plaza_protocol::{ParticipantId, RoomId};
 
 use crate::room::{CloseRoom, Describe, Kick, RoomSnapshot};
 use crate::state::AppState;
+
+/// The longest ban or closure the API (and the defaults) accept: 30 days.
+pub const MAX_BAN: Duration = Duration::from_secs(30 * 24 * 3600);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CloseQuery {
+    closed_for_seconds: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KickQuery {
+    ban_seconds: Option<u64>,
+}
+
+/// The query's duration (else `default`), or the 400 refusing it.
+fn duration_from<Q: for<'de> Deserialize<'de>>(
+    req: &HttpRequest,
+    seconds: impl FnOnce(Q) -> Option<u64>,
+    default: Duration,
+) -> Result<Duration, HttpResponse> {
+    let query = web::Query::<Q>::from_query(req.query_string()).map_err(|e| {
+        HttpResponse::BadRequest().json(serde_json::json!({ "error": e.to_string() }))
+    })?;
+    match seconds(query.into_inner()) {
+        None => Ok(default),
+        Some(s) if Duration::from_secs(s) <= MAX_BAN => Ok(Duration::from_secs(s)),
+        Some(s) => Err(HttpResponse::BadRequest().json(serde_json::json!({
+            "error": format!("{s} s is longer than the limit ({} s)", MAX_BAN.as_secs())
+        }))),
+    }
+}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -81,16 +121,29 @@ async fn close_room(
     if let Some(r) = refusal(&req, &state) {
         return r;
     }
+    let closed_for = match duration_from(
+        &req,
+        |q: CloseQuery| q.closed_for_seconds,
+        state.config.admin.room_closed_for,
+    ) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
     let room = match RoomId::parse(&path, state.config.limits.max_room_name_len) {
         Ok(r) => r,
         Err(_) => return not_found("no such room"),
     };
     match state.registry.room(&room) {
         Some(addr) => {
+            // Closed before anyone is told, so nobody told can get back in.
+            state.bans.close(&room, closed_for, Instant::now());
             addr.do_send(CloseRoom {
                 reason: "the room was closed by an operator".into(),
             });
-            HttpResponse::Accepted().json(serde_json::json!({"closing": room}))
+            HttpResponse::Accepted().json(serde_json::json!({
+                "closing": room,
+                "closed_for_seconds": closed_for.as_secs(),
+            }))
         }
         None => not_found("no such room"),
     }
@@ -104,23 +157,47 @@ async fn kick(
     if let Some(r) = refusal(&req, &state) {
         return r;
     }
+    let ban = match duration_from(
+        &req,
+        |q: KickQuery| q.ban_seconds,
+        state.config.admin.kick_ban,
+    ) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
     let (room, participant) = path.into_inner();
-    let Some(addr) = RoomId::parse(&room, state.config.limits.max_room_name_len)
+    let Some((room_id, addr)) = RoomId::parse(&room, state.config.limits.max_room_name_len)
         .ok()
-        .and_then(|r| state.registry.room(&r))
+        .and_then(|r| state.registry.room(&r).map(|a| (r, a)))
     else {
         return not_found("no such room");
     };
+    let participant_id = ParticipantId::from_client(&participant);
+    // Banned before the kick is delivered, so an instant reconnect is refused too.
+    let banned = state
+        .registry
+        .connection(&participant_id)
+        .filter(|c| c.room.as_ref() == Some(&room_id))
+        .and_then(|c| c.rejoiner);
+    if let Some(who) = &banned {
+        state.bans.kick(&room_id, who.clone(), ban, Instant::now());
+    }
     let kicked = addr
         .send(Kick {
-            participant_id: ParticipantId::from_client(&participant),
+            participant_id,
             reason: "removed by an operator".into(),
         })
         .await
         .unwrap_or(false);
     if kicked {
-        HttpResponse::Accepted().json(serde_json::json!({"kicked": participant}))
+        HttpResponse::Accepted().json(serde_json::json!({
+            "kicked": participant,
+            "ban_seconds": ban.as_secs(),
+        }))
     } else {
+        if let Some(who) = &banned {
+            state.bans.forgive(&room_id, who);
+        }
         not_found("no such participant in this room")
     }
 }

@@ -62,6 +62,9 @@
 //! 0). Every setting is declared once in [`config`].
 
 pub mod admin;
+pub mod admission;
+pub mod bans;
+pub mod client_addr;
 pub mod config;
 pub mod doctor;
 pub mod error;

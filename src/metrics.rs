@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
+use crate::admission::Refused;
 use crate::registry::Counts;
 use crate::rtc::MediaStats;
 
@@ -21,6 +22,8 @@ pub struct Metrics {
     join_buckets: [AtomicU64; JOIN_BUCKETS.len()],
     join_count: AtomicU64,
     join_sum_us: AtomicU64,
+    /// WebSocket upgrades refused, by `Refused` (in `Refused::ALL` order).
+    refused: [AtomicU64; Refused::ALL.len()],
 }
 
 impl Metrics {
@@ -39,6 +42,11 @@ impl Metrics {
             .collect();
         v.sort();
         v
+    }
+
+    pub fn count_refused(&self, why: Refused) {
+        let i = Refused::ALL.iter().position(|r| *r == why).unwrap_or(0);
+        self.refused[i].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn observe_join(&self, took: Duration) {
@@ -148,6 +156,18 @@ impl Metrics {
         );
         for (code, n) in self.errors_by_code() {
             let _ = writeln!(out, "plaza_errors_total{{code=\"{code}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP plaza_connections_refused_total WebSocket upgrades refused before the upgrade, by reason.\n# TYPE plaza_connections_refused_total counter"
+        );
+        for (why, n) in Refused::ALL.iter().zip(&self.refused) {
+            let _ = writeln!(
+                out,
+                "plaza_connections_refused_total{{reason=\"{}\"}} {}",
+                why.label(),
+                n.load(Ordering::Relaxed)
+            );
         }
         let _ = writeln!(
             out,

@@ -9,7 +9,7 @@
 //! It knows a session only as what it needs to stop it (a `Recipient<Shutdown>`), and a
 //! room as its address; neither imports this module back.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -18,6 +18,7 @@ use actix::{Addr, Message, Recipient};
 use dashmap::DashMap;
 use plaza_protocol::{ParticipantId, ProtocolError, RoomId};
 
+use crate::bans::Rejoiner;
 use crate::guard::{OnDrop, TaskGuard};
 use crate::room::Room;
 
@@ -32,10 +33,14 @@ pub struct Connection {
     /// How to stop it.
     pub session: Recipient<Shutdown>,
     pub peer_addr: Option<SocketAddr>,
+    /// The client's address (behind trusted proxies, what they forwarded).
+    pub client_ip: Option<IpAddr>,
     pub connected_at: Instant,
     /// Set once the participant has joined a room.
     pub room: Option<RoomId>,
     pub name: Option<Arc<str>>,
+    /// Who a kick keeps out of the room (set with `room`).
+    pub rejoiner: Option<Rejoiner>,
 }
 
 /// A room in the map. The serial tells a room from a newer one of the same name, so a
@@ -106,10 +111,11 @@ impl Registry {
         }
     }
 
-    pub fn set_joined(&self, id: &ParticipantId, room: RoomId, name: Arc<str>) {
+    pub fn set_joined(&self, id: &ParticipantId, room: RoomId, name: Arc<str>, who: Rejoiner) {
         if let Some(mut c) = self.connections.get_mut(id) {
             c.room = Some(room);
             c.name = Some(name);
+            c.rejoiner = Some(who);
         }
     }
 

@@ -10,11 +10,14 @@ use std::time::{Duration, Instant};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use actix_web_actors::ws;
 use serde::Serialize;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use plaza_protocol::auth::TokenVerifier;
 use plaza_protocol::rate::PerIpLimiter;
 
+use crate::admission::{check_origin, ConnectionSlots, Refused};
+use crate::bans::Bans;
+use crate::client_addr::TrustedProxies;
 use crate::config::Config;
 use crate::error::Result;
 use crate::guard::gauge;
@@ -47,6 +50,15 @@ impl Plaza {
             state: Arc::new(AppState {
                 turn_provider,
                 join_limiter: PerIpLimiter::new(config.limits.joins_per_ip_per_minute),
+                slots: ConnectionSlots::new(
+                    config.limits.max_connections,
+                    config.limits.max_connections_per_ip,
+                ),
+                proxies: TrustedProxies {
+                    proxies: config.access.trusted_proxies.clone(),
+                    header: config.access.forwarded_header,
+                },
+                bans: Bans::default(),
                 config: Arc::new(config),
                 registry: Registry::new(),
                 media,
@@ -163,15 +175,79 @@ pub async fn run(
     Plaza::new(config)?.run(listener, shutdown).await
 }
 
+/// The WebSocket upgrade, after the admission checks: the page's Origin (403), then a
+/// connection slot in total (503) and for the client's address (429). A refusal is an
+/// ordinary HTTP answer, so the browser's WebSocket fails at once and the reason is in
+/// the response and in `/metrics`.
 async fn ws_route(
     req: HttpRequest,
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> actix_web::Result<HttpResponse> {
-    let session = WsSession::new(state.clone().into_inner(), req.peer_addr());
+    let peer_addr = req.peer_addr();
+    let client_ip = peer_addr.map(|peer| {
+        let name = state.proxies.header.name();
+        let lines = req.headers().get_all(name).map(|v| v.to_str().ok());
+        state.proxies.client_ip(peer.ip(), lines)
+    });
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if let Err(why) = check_origin(
+        header(actix_web::http::header::ORIGIN),
+        header(actix_web::http::header::HOST),
+        &state.config.access.allowed_origins,
+    ) {
+        return Ok(refuse(&state, Refused::Origin, client_ip, why));
+    }
+    // A peer address is missing only on a Unix socket, which Plaza does not listen on.
+    let client = client_ip.unwrap_or(std::net::Ipv6Addr::UNSPECIFIED.into());
+    let slot = match state.slots.take(client) {
+        Ok(slot) => slot,
+        Err(why @ Refused::AddressFull) => {
+            let text = format!(
+                "more than {} connections from this address; try again later",
+                state.config.limits.max_connections_per_ip
+            );
+            return Ok(refuse(&state, why, client_ip, text));
+        }
+        Err(why) => {
+            let text = format!(
+                "the server has {} connections, its limit; try again later",
+                state.config.limits.max_connections
+            );
+            return Ok(refuse(&state, why, client_ip, text));
+        }
+    };
+    let session = WsSession::new(state.clone().into_inner(), peer_addr, client_ip, slot);
     ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(state.config.limits.max_frame_bytes)
         .start()
+}
+
+fn refuse(
+    state: &AppState,
+    why: Refused,
+    client: Option<std::net::IpAddr>,
+    text: String,
+) -> HttpResponse {
+    state.metrics.count_refused(why);
+    // A refused Origin is usually a deployment mistake worth seeing; caps are counted
+    // in /metrics, and logging each refusal would let a flood flood the log too.
+    if why == Refused::Origin {
+        info!(client = ?client, "websocket refused: {text}");
+    } else {
+        debug!(client = ?client, reason = why.label(), "websocket refused: {text}");
+    }
+    let mut response = match why {
+        Refused::Origin => HttpResponse::Forbidden(),
+        Refused::ServerFull => HttpResponse::ServiceUnavailable(),
+        Refused::AddressFull => HttpResponse::TooManyRequests(),
+    };
+    if why != Refused::Origin {
+        response.insert_header(("Retry-After", "10"));
+    }
+    response
+        .content_type("text/plain; charset=utf-8")
+        .body(text)
 }
 
 #[derive(Serialize)]

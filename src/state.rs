@@ -8,6 +8,9 @@ use std::sync::Arc;
 use plaza_protocol::auth::TokenVerifier;
 use plaza_protocol::rate::PerIpLimiter;
 
+use crate::admission::ConnectionSlots;
+use crate::bans::Bans;
+use crate::client_addr::TrustedProxies;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -25,4 +28,10 @@ pub struct AppState {
     pub metrics: Metrics,
     /// TURN credentials from a provider's API, when `turn_provider.url` is set.
     pub turn_provider: Option<Arc<TurnProvider>>,
+    /// Open WebSocket connections against their caps.
+    pub slots: Arc<ConnectionSlots>,
+    /// Whose forwarded-for header is believed.
+    pub proxies: TrustedProxies,
+    /// Kicked participants and closed rooms, until their time is up.
+    pub bans: Bans,
 }

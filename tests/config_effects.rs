@@ -86,6 +86,24 @@ fn row_for(key: &str) -> Option<Row> {
         "shutdown_timeout" => row("700ms", ShutdownBudget("700ms")),
         "ice_servers" => row(r#"[{"urls":["stun:198.18.0.9:3478"]}]"#, IceServers),
         "heartbeat.interval" => row("200ms", Pings),
+        "heartbeat.join_timeout" => row("1s", JoinTimeout),
+        "access.allowed_origins" => row("https://app.example.com", OriginAllowed),
+        // Two joins per address: the three forwarded addresses get one each here, and
+        // share 127.0.0.1's two in the baseline.
+        "access.trusted_proxies" => with(
+            "127.0.0.1",
+            &[("limits.joins_per_ip_per_minute", "2")],
+            ForwardedJoins("x-forwarded-for"),
+        ),
+        // The baseline reads X-Forwarded-For only, so Forwarded changes nothing there.
+        "access.forwarded_header" => with(
+            "forwarded",
+            &[
+                ("access.trusted_proxies", "127.0.0.1"),
+                ("limits.joins_per_ip_per_minute", "2"),
+            ],
+            ForwardedJoins("forwarded"),
+        ),
         "heartbeat.timeout" => with(
             "1s",
             &[("heartbeat.interval", "200ms")],
@@ -297,6 +315,11 @@ fn row_for(key: &str) -> Option<Row> {
         "auth.secret" => row(AUTH_SECRET, TokenRequired),
         // The baseline has no admin API (404).
         "admin.api_key" => row(ADMIN_KEY, AdminApi),
+        // 1 s here, 10 min (the default) in the baseline.
+        "admin.kick_ban" => with("1s", &[("admin.api_key", ADMIN_KEY)], KickBanOver),
+        "admin.room_closed_for" => with("1s", &[("admin.api_key", ADMIN_KEY)], RoomReopens),
+        "limits.max_connections" => row("2", ConnectionsCapped(503)),
+        "limits.max_connections_per_ip" => row("2", ConnectionsCapped(429)),
         "log.level" => row("warn", WarnOnly),
         "log.json" => row("true", JsonLog),
         _ => return None,

@@ -14,6 +14,7 @@ const ERROR_TEXT = {
   too_many_rooms: 'The server cannot open another room right now. Try an existing room or come back later.',
   unauthorized: 'You are not allowed to join this room (the invite link may have expired).',
   kicked: 'You were removed from the room.',
+  room_closed: 'This room was closed by its operator. Try again later.',
   invalid_room: 'Room names may only use letters, digits, "-", "_" and "." (at most 64).',
   invalid_name: 'Please choose another display name (1–64 characters, no control characters).',
   message_too_large: 'That message is too long to send.',

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::client_addr::{Cidr, ForwardedHeader};
 use crate::error::{Error, Result};
 use plaza_protocol::IceServer;
 
@@ -52,6 +53,28 @@ settings! {
         interval: Duration = "5s", flag "heartbeat-interval", env "PLAZA_HEARTBEAT_INTERVAL", sample "1s";
         /// Drop a connection silent for this long.
         timeout: Duration = "15s", flag "heartbeat-timeout", env "PLAZA_HEARTBEAT_TIMEOUT", sample "30s";
+        /// Close a connection that has not joined a room within this long (close code
+        /// 4408), pings or not: an idle socket costs a slot and proves nothing.
+        join_timeout: Duration = "10s", flag "join-timeout", env "PLAZA_JOIN_TIMEOUT", sample "3s";
+    }
+
+    /// Who may open a WebSocket, and how the client's address is known behind proxies.
+    pub struct AccessConfig in access {
+        /// Origins (scheme://host[:port]) of pages on other sites that may open /ws, or
+        /// "*" for any. Pages served by this server itself (Origin host:port = the
+        /// request's Host) and clients that send no Origin (not a browser) are always
+        /// allowed; any other Origin gets 403.
+        allowed_origins: Vec<String> = "", flag "allowed-origin", env "PLAZA_ALLOWED_ORIGINS",
+            sample "https://app.example.com";
+        /// Reverse proxies (IPs or CIDRs) whose forwarded-for header is believed; empty =
+        /// none: every client is its TCP peer's address. Per-address limits and logs use
+        /// the address found this way.
+        trusted_proxies: Vec<Cidr> = "", flag "trusted-proxy", env "PLAZA_TRUSTED_PROXIES",
+            sample "127.0.0.1,10.0.0.0/8";
+        /// The header the trusted proxies set: x-forwarded-for or forwarded (RFC 7239).
+        /// Only this one is read, so a client cannot slip in the other.
+        forwarded_header: ForwardedHeader = "x-forwarded-for",
+            flag "forwarded-header", env "PLAZA_FORWARDED_HEADER", sample "forwarded";
     }
 
     /// Forwarding policy.
@@ -184,6 +207,14 @@ settings! {
         /// Join attempts one IP address may make per minute.
         joins_per_ip_per_minute: u32 = "60",
             flag "joins-per-ip-per-minute", env "PLAZA_JOINS_PER_IP_PER_MINUTE", sample "600";
+        /// Open WebSocket connections, in total; more are refused with HTTP 503.
+        max_connections: usize = "5000",
+            flag "max-connections", env "PLAZA_MAX_CONNECTIONS", sample "100";
+        /// Open WebSocket connections from one client address; more are refused with
+        /// HTTP 429. Many people behind one NAT share an address: keep it well above a
+        /// room's size.
+        max_connections_per_ip: usize = "100",
+            flag "max-connections-per-ip", env "PLAZA_MAX_CONNECTIONS_PER_IP", sample "20";
     }
 
     /// Signed room tokens (see `plaza_protocol::auth`).
@@ -198,6 +229,13 @@ settings! {
         /// Key clients send in the X-Api-Key header; empty = the admin API is off. Prefer
         /// the variable to the flag.
         api_key: String = "", flag "admin-api-key", env "PLAZA_ADMIN_API_KEY", sample "key-0123456789abcdef", secret;
+        /// How long a kicked participant may not rejoin the room, unless the kick
+        /// request says (`?ban_seconds=N`); 0 = may rejoin at once.
+        kick_ban: Duration = "10m", flag "kick-ban", env "PLAZA_KICK_BAN", sample "1h";
+        /// How long a closed room refuses joins, unless the close request says
+        /// (`?closed_for_seconds=N`); 0 = may be reopened at once.
+        room_closed_for: Duration = "5m",
+            flag "room-closed-for", env "PLAZA_ROOM_CLOSED_FOR", sample "1h";
     }
 
     pub struct LogConfig in log {
@@ -277,6 +315,35 @@ impl Config {
                     humantime::format_duration(self.media.keyframe_request_interval)
                 ),
             );
+        }
+        if self.heartbeat.join_timeout < Duration::from_millis(100) {
+            return bad(
+                "heartbeat.join_timeout",
+                "must be at least 100ms (a join takes a round trip)".into(),
+            );
+        }
+        for origin in &self.access.allowed_origins {
+            let o = origin.trim();
+            if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+                return bad(
+                    "access.allowed_origins",
+                    format!("{origin:?} is not an origin (http(s)://host[:port]) or *"),
+                );
+            }
+        }
+        for (key, d) in [
+            ("admin.kick_ban", self.admin.kick_ban),
+            ("admin.room_closed_for", self.admin.room_closed_for),
+        ] {
+            if d > crate::admin::MAX_BAN {
+                return bad(
+                    key,
+                    format!(
+                        "at most {}",
+                        humantime::format_duration(crate::admin::MAX_BAN)
+                    ),
+                );
+            }
         }
         if self.heartbeat.interval.is_zero() {
             return bad("heartbeat.interval", "must be more than 0".into());
@@ -385,6 +452,8 @@ impl Config {
             ("limits.max_chat_bytes", l.max_chat_bytes),
             ("limits.max_room_name_len", l.max_room_name_len),
             ("limits.max_display_name_len", l.max_display_name_len),
+            ("limits.max_connections", l.max_connections),
+            ("limits.max_connections_per_ip", l.max_connections_per_ip),
         ] {
             if v == 0 {
                 return bad(key, "must be more than 0".into());

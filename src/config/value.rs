@@ -60,6 +60,7 @@ value! {
     u16, "PORT", parsed;
     f64, "NUMBER", parsed;
     bool, "BOOL", parsed;
+    crate::client_addr::ForwardedHeader, "HEADER", parsed;
 }
 
 /// `""` is none (in the file, leaving the key out is the usual way to say it).
@@ -81,6 +82,10 @@ pub trait Item: FromStr<Err: Display> {
 
 impl Item for IpAddr {
     const HINT: &'static str = "IP,...";
+}
+
+impl Item for crate::client_addr::Cidr {
+    const HINT: &'static str = "IP[/N],...";
 }
 
 impl Item for String {

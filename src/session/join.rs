@@ -1,5 +1,7 @@
-//! Joining: the join limit per address, the two peer connections, entering the room's
-//! actor (starting it if needed), and `joined` back to the client.
+//! Joining: the join limit per address, kicks and closures still in force, entering the
+//! room's actor (starting it if needed; it checks the room's capacity), then the two
+//! peer connections, and `joined` back to the client. The room comes first so that a
+//! refused join never costs a peer connection (ICE agents, sockets, DTLS keys).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,6 +15,7 @@ use plaza_protocol::{
 use tracing::info;
 
 use super::{close, WsSession};
+use crate::bans::Rejoiner;
 use crate::room::{self, JoinAccepted, JoinRefused, Room, RoomEvent};
 use crate::state::AppState;
 
@@ -24,7 +27,7 @@ impl WsSession {
         grant: Grant,
         ctx: &mut ws::WebsocketContext<Self>,
     ) -> Result<(), ProtocolError> {
-        if let Some(ip) = self.peer_addr.map(|a| a.ip()) {
+        if let Some(ip) = self.client_ip {
             if !self.app.join_limiter.allow(ip, Instant::now()) {
                 // Told, then closed: a client that reconnects with backoff (as the web
                 // client does) then comes back later instead of re-sending join at once.
@@ -40,6 +43,15 @@ impl WsSession {
             }
         }
         let started = Instant::now();
+        let rejoiner = match &grant.identity {
+            Some(subject) => Rejoiner::Subject(subject.as_str().into()),
+            None => Rejoiner::NameAt(Arc::clone(&name), self.client_ip),
+        };
+        if let Err(refused) = self.app.bans.admit(&room_id, &rejoiner, started) {
+            self.signalling.join_done(Err(()));
+            self.fail(ctx, refused);
+            return Ok(());
+        }
         if let Some(identity) = &grant.identity {
             info!(%identity, publish = grant.publish, subscribe = grant.subscribe, "token accepted");
         }
@@ -53,7 +65,12 @@ impl WsSession {
         let events = ctx.address().recipient::<RoomEvent>();
         let publisher_events = Self::peer_handler(ctx, PeerTarget::Publisher);
         let subscriber_events = Self::peer_handler(ctx, PeerTarget::Subscriber);
+        let participant_id = self.id.clone();
         let joining = async move {
+            let (room, accepted) = enter_room(&app, &room_id, me, events).await?;
+            // In the room from here on: whatever stops this join before `on_joined`
+            // takes over (a failed peer, the socket closing meanwhile) leaves it.
+            let membership = Membership(Some((room.clone(), participant_id)));
             let media = &app.media;
             let publisher = media
                 .new_peer(PeerTarget::Publisher, publisher_events)
@@ -63,19 +80,20 @@ impl WsSession {
                 .new_peer(PeerTarget::Subscriber, subscriber_events)
                 .await
                 .map_err(|e| ProtocolError::Internal(e.to_string()))?;
-            let (room, accepted) = enter_room(&app, &room_id, me, events).await?;
-            Ok::<_, ProtocolError>((room_id, room, accepted, publisher, subscriber))
+            Ok::<_, ProtocolError>((room_id, room, accepted, publisher, subscriber, membership))
         };
         ctx.wait(
             joining
                 .into_actor(self)
                 .map(move |result, act, ctx| match result {
-                    Ok((room_id, room, accepted, publisher, subscriber)) => {
+                    Ok((room_id, room, accepted, publisher, subscriber, mut membership)) => {
                         act.app.metrics.observe_join(started.elapsed());
                         act.signalling.join_done(Ok(&grant));
                         act.publisher = Some(Arc::new(publisher));
                         act.subscriber = Some(Arc::new(subscriber));
-                        act.on_joined(room_id, room, name, accepted, ctx);
+                        // The session's teardown leaves the room from now on.
+                        membership.0 = None;
+                        act.on_joined(room_id, room, name, rejoiner, accepted, ctx);
                     }
                     Err(e) => {
                         act.signalling.join_done(Err(()));
@@ -91,6 +109,7 @@ impl WsSession {
         room_id: RoomId,
         room: Addr<Room>,
         name: Arc<str>,
+        rejoiner: Rejoiner,
         accepted: JoinAccepted,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
@@ -99,7 +118,7 @@ impl WsSession {
         info!(name = %name, others = accepted.participants.len(), "joined");
         self.app
             .registry
-            .set_joined(&self.id, room_id.clone(), name);
+            .set_joined(&self.id, room_id.clone(), name, rejoiner);
         let config = &self.app.config;
         self.send(
             ctx,
@@ -163,4 +182,16 @@ async fn enter_room(
         }
     }
     Err(ProtocolError::Internal("could not enter the room".into()))
+}
+
+/// A member of a room whose session does not own that yet: leaves the room when
+/// dropped, unless emptied first.
+struct Membership(Option<(Addr<Room>, plaza_protocol::ParticipantId)>);
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        if let Some((room, participant_id)) = self.0.take() {
+            room.do_send(room::Leave { participant_id });
+        }
+    }
 }

@@ -39,6 +39,7 @@ use tracing::{debug, info, info_span, Span};
 use self::chat::ChatState;
 pub use self::messages::*;
 use self::subscribe::Subscription;
+use crate::admission::Slot;
 use crate::config::LimitsConfig;
 use crate::registry::{Connection, ConnectionGuard, Shutdown};
 use crate::room::{self, Room, RoomEvent};
@@ -49,10 +50,16 @@ use crate::state::AppState;
 /// call cannot hold the session (and its heartbeat) forever.
 const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The close code for a socket that did not join within `heartbeat.join_timeout`
+/// (docs/protocol.md; 4xxx is the application's range, 408 as in HTTP's timeout).
+pub const JOIN_TIMEOUT_CLOSE: u16 = 4408;
+
 pub struct WsSession {
     id: ParticipantId,
     app: Arc<AppState>,
     peer_addr: Option<std::net::SocketAddr>,
+    /// The client's address: `peer_addr`'s, or what a trusted proxy forwarded.
+    client_ip: Option<std::net::IpAddr>,
     last_heard: Instant,
     /// What client messages mean now, and what the client may do.
     signalling: Signalling,
@@ -68,6 +75,8 @@ pub struct WsSession {
     span: Span,
     /// Removes this connection from the registry when the actor is dropped.
     _registration: Option<ConnectionGuard>,
+    /// This connection's place under the connection caps, given back with the actor.
+    _slot: Slot,
 }
 
 /// The limits the signalling state machine enforces, from the server's `[limits]`.
@@ -82,9 +91,16 @@ fn signalling_limits(l: &LimitsConfig) -> SignallingLimits {
 }
 
 impl WsSession {
-    pub fn new(app: Arc<AppState>, peer_addr: Option<std::net::SocketAddr>) -> Self {
+    pub fn new(
+        app: Arc<AppState>,
+        peer_addr: Option<std::net::SocketAddr>,
+        client_ip: Option<std::net::IpAddr>,
+        slot: Slot,
+    ) -> Self {
         let id = ParticipantId::random();
-        let span = info_span!("participant", participant = %id, room = tracing::field::Empty);
+        let client = client_ip.map(tracing::field::display);
+        let span =
+            info_span!("participant", participant = %id, client, room = tracing::field::Empty);
         let limits = &app.config.limits;
         Self {
             id,
@@ -92,6 +108,7 @@ impl WsSession {
             chat: ChatState::new(limits),
             app,
             peer_addr,
+            client_ip,
             last_heard: Instant::now(),
             room: None,
             publisher: None,
@@ -101,6 +118,7 @@ impl WsSession {
             negotiation_scheduled: false,
             span,
             _registration: None,
+            _slot: slot,
         }
     }
 
@@ -209,12 +227,29 @@ impl Actor for WsSession {
             Connection {
                 session: ctx.address().recipient(),
                 peer_addr: self.peer_addr,
+                client_ip: self.client_ip,
                 connected_at: Instant::now(),
                 room: None,
                 name: None,
+                rejoiner: None,
             },
         ));
         debug!(peer = ?self.peer_addr, "connected");
+        // A socket that has not joined by then is closed, pings or not. A join in
+        // progress holds the actor's events (`ctx.wait`), so this runs after it.
+        let join_timeout = self.app.config.heartbeat.join_timeout;
+        ctx.run_later(join_timeout, move |act, ctx| {
+            if act.room.is_none() {
+                let _e = act.span.clone().entered();
+                info!(timeout = ?join_timeout, "no join in time");
+                act.app.metrics.count_error("join_timeout");
+                close(
+                    ctx,
+                    ws::CloseCode::Other(JOIN_TIMEOUT_CLOSE),
+                    "join_timeout",
+                );
+            }
+        });
         let hb = self.app.config.heartbeat.clone();
         ctx.run_interval(hb.interval, move |act, ctx| {
             if act.last_heard.elapsed() > hb.timeout {

@@ -46,6 +46,35 @@ impl Ws {
         })
     }
 
+    /// Opens `/ws` with extra request headers: the socket, or the HTTP status refusing it.
+    pub async fn connect_with(addr: SocketAddr, headers: &[(&str, &str)]) -> Res<Result<Ws, u16>> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+        let mut req = format!("ws://{addr}/ws")
+            .into_client_request()
+            .map_err(|e| e.to_string())?;
+        for (k, v) in headers {
+            req.headers_mut().append(
+                HeaderName::from_bytes(k.as_bytes()).map_err(|e| e.to_string())?,
+                HeaderValue::from_str(v).map_err(|e| e.to_string())?,
+            );
+        }
+        let connected = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio_tungstenite::connect_async(req),
+        )
+        .await
+        .map_err(|_| "websocket connect timed out".to_string())?;
+        match connected {
+            Ok((inner, _)) => Ok(Ok(Ws {
+                inner,
+                closed: false,
+            })),
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Ok(Err(r.status().as_u16())),
+            Err(e) => Err(format!("websocket connect: {e}")),
+        }
+    }
+
     pub async fn send(&mut self, text: impl Into<String>) -> Res {
         self.inner
             .send(Message::Text(text.into()))
@@ -121,7 +150,16 @@ pub async fn join(
     name: &str,
     token: Option<&str>,
 ) -> Res<(Ws, JoinResult)> {
-    let mut ws = Ws::connect(addr).await?;
+    join_on(Ws::connect(addr).await?, room, name, token).await
+}
+
+/// Sends `join` on an open socket.
+pub async fn join_on(
+    mut ws: Ws,
+    room: &str,
+    name: &str,
+    token: Option<&str>,
+) -> Res<(Ws, JoinResult)> {
     let mut msg = serde_json::json!({"type": "join", "room": room, "name": name});
     if let Some(t) = token {
         msg["token"] = t.into();
@@ -252,11 +290,20 @@ pub async fn http_get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Res<(u16, String)> {
+    http_request(addr, "GET", path, headers).await
+}
+
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Res<(u16, String)> {
     let exchange = async {
         let mut stream = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect {addr}: {e}"))?;
-        let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -274,7 +321,7 @@ pub async fn http_get(
     };
     let text = tokio::time::timeout(Duration::from_secs(5), exchange)
         .await
-        .map_err(|_| format!("GET {path} timed out"))??;
+        .map_err(|_| format!("{method} {path} timed out"))??;
     let status = text
         .split_whitespace()
         .nth(1)

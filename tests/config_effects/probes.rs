@@ -96,6 +96,19 @@ pub enum Probe {
     TokenRequired,
     /// GET /admin/rooms: 200 with `ADMIN_KEY`, 401 with another key.
     AdminApi,
+    /// A socket that never joins is closed with 4408 within 3 s.
+    JoinTimeout,
+    /// A WebSocket from a page at https://app.example.com is accepted.
+    OriginAllowed,
+    /// Three joins from 127.0.0.1, forwarded (in this header) for three different
+    /// addresses, all get in (`limits.joins_per_ip_per_minute` is 2).
+    ForwardedJoins(&'static str),
+    /// With two sockets open, a third gets this HTTP status.
+    ConnectionsCapped(u16),
+    /// A participant kicked without a chosen ban gets back in within 4 s.
+    KickBanOver,
+    /// A room closed without a chosen time opens again within 4 s.
+    RoomReopens,
     /// The log has the "no auth.secret" warning and no info line.
     WarnOnly,
     /// Every log line is a JSON object.
@@ -204,6 +217,15 @@ pub async fn probe(p: Probe, r: &Run) -> Res {
         Probe::JoinsPerIp => joins_per_ip(addr).await,
         Probe::TokenRequired => token_required(addr).await,
         Probe::AdminApi => admin_api(addr).await,
+        Probe::JoinTimeout => join_timeout(addr).await,
+        Probe::OriginAllowed => {
+            let ws = Ws::connect_with(addr, &[("Origin", "https://app.example.com")]).await?;
+            check(ws.is_ok(), || format!("refused with {:?}", ws.err()))
+        }
+        Probe::ForwardedJoins(header) => forwarded_joins(addr, header).await,
+        Probe::ConnectionsCapped(status) => connections_capped(addr, status).await,
+        Probe::KickBanOver => kick_ban_over(addr).await,
+        Probe::RoomReopens => room_reopens(addr).await,
         Probe::WarnOnly => warn_only(r).await,
         Probe::JsonLog => json_log(r).await,
         Probe::ServerStun => super::provider_probes::server_stun(addr, r.vars.port2).await,
@@ -729,4 +751,83 @@ async fn json_log(r: &Run) -> Res {
     check(ready, || {
         format!("no \"media plane ready\" object in:\n{log}")
     })
+}
+
+async fn join_timeout(addr: SocketAddr) -> Res {
+    let mut ws = Ws::connect(addr).await?;
+    let code = ws
+        .until("the close", Duration::from_secs(3), |f| match f {
+            Frame::Closed(code) => Some(*code),
+            _ => None,
+        })
+        .await?;
+    check(code == Some(4408), || format!("closed with {code:?}"))
+}
+
+async fn forwarded_joins(addr: SocketAddr, header: &str) -> Res {
+    let mut kept = Vec::new();
+    for i in 1..=3 {
+        let value = match header {
+            "forwarded" => format!("for=203.0.113.{i};proto=https"),
+            _ => format!("203.0.113.{i}"),
+        };
+        let ws = Ws::connect_with(addr, &[(header, &value)])
+            .await?
+            .map_err(|status| format!("upgrade refused: {status}"))?;
+        match join_on(ws, "fwd", &format!("F{i}"), None).await? {
+            (ws, JoinResult::Joined { .. }) => kept.push(ws),
+            (_, JoinResult::Refused(code)) => return Err(format!("join {i} refused: {code}")),
+        }
+    }
+    Ok(())
+}
+
+async fn connections_capped(addr: SocketAddr, status: u16) -> Res {
+    let _first = Ws::connect(addr).await?;
+    let _second = Ws::connect(addr).await?;
+    match Ws::connect_with(addr, &[]).await? {
+        Err(got) => check(got == status, || format!("third refused with {got}")),
+        Ok(_) => Err("a third connection got in".into()),
+    }
+}
+
+/// Until a join gets in, for at most 4 s: Ok, or what refused the last one.
+async fn rejoins_within_4s(addr: SocketAddr, room: &str, name: &str) -> Res {
+    let deadline = Instant::now() + Duration::from_secs(4);
+    loop {
+        match join(addr, room, name, None).await?.1 {
+            JoinResult::Joined { .. } => return Ok(()),
+            JoinResult::Refused(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            JoinResult::Refused(code) => return Err(format!("still refused after 4 s: {code}")),
+        }
+    }
+}
+
+async fn admin_delete(addr: SocketAddr, path: &str) -> Res {
+    let (status, body) = http_request(addr, "DELETE", path, &[("X-Api-Key", ADMIN_KEY)]).await?;
+    check(status == 202, || format!("DELETE {path}: {status} {body}"))
+}
+
+async fn kick_ban_over(addr: SocketAddr) -> Res {
+    let (mut ws, id) = joined(addr, "kick", "Ann").await?;
+    admin_delete(addr, &format!("/admin/rooms/kick/participants/{id}")).await?;
+    ws.until("kicked", Duration::from_secs(5), |f| match f {
+        Frame::Msg(ServerMessage::Error { code, .. }) if code == "kicked" => Some(()),
+        _ => None,
+    })
+    .await?;
+    rejoins_within_4s(addr, "kick", "Ann").await
+}
+
+async fn room_reopens(addr: SocketAddr) -> Res {
+    let (mut ws, _) = joined(addr, "closing", "Ann").await?;
+    admin_delete(addr, "/admin/rooms/closing").await?;
+    ws.until("kicked", Duration::from_secs(5), |f| match f {
+        Frame::Msg(ServerMessage::Error { code, .. }) if code == "kicked" => Some(()),
+        _ => None,
+    })
+    .await?;
+    rejoins_within_4s(addr, "closing", "Bob").await
 }

@@ -47,6 +47,9 @@ pub enum ProtocolError {
     ServerShutdown,
     #[error("{0}")]
     Kicked(String),
+    /// An operator closed the room for a while (admin API).
+    #[error("{0}")]
+    RoomClosed(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -76,6 +79,7 @@ impl ProtocolError {
             PeerFailed(_) => "peer_failed",
             ServerShutdown => "server_shutdown",
             Kicked(_) => "kicked",
+            RoomClosed(_) => "room_closed",
             Internal(_) => "internal",
         }
     }
@@ -88,6 +92,7 @@ impl ProtocolError {
             ProtocolError::PeerFailed(_)
                 | ProtocolError::ServerShutdown
                 | ProtocolError::Kicked(_)
+                | ProtocolError::RoomClosed(_)
                 | ProtocolError::RoomFull(_)
                 | ProtocolError::TooManyRooms(_)
                 | ProtocolError::Unauthorized(_)
@@ -116,6 +121,7 @@ impl ProtocolError {
         "peer_failed",
         "server_shutdown",
         "kicked",
+        "room_closed",
         "internal",
     ];
 }
@@ -147,6 +153,7 @@ mod tests {
             ProtocolError::PeerFailed(String::new()),
             ProtocolError::ServerShutdown,
             ProtocolError::Kicked(String::new()),
+            ProtocolError::RoomClosed(String::new()),
             ProtocolError::Internal(String::new()),
         ];
         let codes: Vec<_> = samples.iter().map(|e| e.code()).collect();

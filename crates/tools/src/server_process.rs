@@ -150,8 +150,8 @@ pub fn workspace_binary(name: &str) -> Result<std::path::PathBuf> {
 
 /// The command line of a `plaza` for load and soak runs on 127.0.0.1:`port`: `bin`, or
 /// the `plaza` next to the running executable; candidates on loopback only; quiet logs;
-/// and no practical per-IP join limit, since every synthetic participant joins from
-/// 127.0.0.1, thousands of times.
+/// and no practical per-IP join or connection limit, since every synthetic participant
+/// joins from 127.0.0.1, thousands of times.
 pub fn loopback_command(
     bin: Option<&Path>,
     port: u16,
@@ -173,6 +173,10 @@ pub fn loopback_command(
         "--log-level".into(),
         "warn".into(),
         "--joins-per-ip-per-minute".into(),
+        "1000000".into(),
+        "--max-connections".into(),
+        "1000000".into(),
+        "--max-connections-per-ip".into(),
         "1000000".into(),
     ];
     if let Some(n) = media_threads {
