@@ -6,6 +6,7 @@
 //! Or from a provider's REST API ([`provider`]): fetched, cached and refreshed in the
 //! background, handed to clients as they are.
 
+mod answer;
 pub mod provider;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
