@@ -100,7 +100,8 @@ pub async fn check(
 fn turn_servers(config: &Config) -> Vec<(&'static str, IceServer)> {
     let mut out = Vec::new();
     if !config.turn.secret.is_empty() && !config.turn.urls.is_empty() {
-        let minted = crate::turn::ice_servers_for(config, &ParticipantId::from_client("doctor"));
+        let minted =
+            crate::turn::ice_servers_for(config, &ParticipantId::from_client("doctor"), None);
         if let Some(last) = minted.last() {
             out.push(("minted", last.clone()));
         }
