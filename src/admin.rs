@@ -38,22 +38,25 @@ struct KickQuery {
     ban_seconds: Option<u64>,
 }
 
-/// The query's duration (else `default`), or the 400 refusing it.
+/// The query's duration (else `default`), or why it is refused (a 400).
 fn duration_from<Q: for<'de> Deserialize<'de>>(
     req: &HttpRequest,
     seconds: impl FnOnce(Q) -> Option<u64>,
     default: Duration,
-) -> Result<Duration, HttpResponse> {
-    let query = web::Query::<Q>::from_query(req.query_string()).map_err(|e| {
-        HttpResponse::BadRequest().json(serde_json::json!({ "error": e.to_string() }))
-    })?;
+) -> Result<Duration, String> {
+    let query = web::Query::<Q>::from_query(req.query_string()).map_err(|e| e.to_string())?;
     match seconds(query.into_inner()) {
         None => Ok(default),
         Some(s) if Duration::from_secs(s) <= MAX_BAN => Ok(Duration::from_secs(s)),
-        Some(s) => Err(HttpResponse::BadRequest().json(serde_json::json!({
-            "error": format!("{s} s is longer than the limit ({} s)", MAX_BAN.as_secs())
-        }))),
+        Some(s) => Err(format!(
+            "{s} s is longer than the limit ({} s)",
+            MAX_BAN.as_secs()
+        )),
     }
+}
+
+fn bad_request(why: String) -> HttpResponse {
+    HttpResponse::BadRequest().json(serde_json::json!({ "error": why }))
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -127,7 +130,7 @@ async fn close_room(
         state.config.admin.room_closed_for,
     ) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(why) => return bad_request(why),
     };
     let room = match RoomId::parse(&path, state.config.limits.max_room_name_len) {
         Ok(r) => r,
@@ -163,7 +166,7 @@ async fn kick(
         state.config.admin.kick_ban,
     ) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(why) => return bad_request(why),
     };
     let (room, participant) = path.into_inner();
     let Some((room_id, addr)) = RoomId::parse(&room, state.config.limits.max_room_name_len)
