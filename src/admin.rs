@@ -38,8 +38,7 @@ struct KickQuery {
     ban_seconds: Option<u64>,
 }
 
-/// The query's duration (else `default`), or why it is refused (the caller answers 400;
-/// a message rather than the response keeps the `Result` small).
+/// The query's duration (else `default`), or why it is refused (a 400).
 fn duration_from<Q: for<'de> Deserialize<'de>>(
     req: &HttpRequest,
     seconds: impl FnOnce(Q) -> Option<u64>,
@@ -56,8 +55,8 @@ fn duration_from<Q: for<'de> Deserialize<'de>>(
     }
 }
 
-fn bad_request(error: String) -> HttpResponse {
-    HttpResponse::BadRequest().json(serde_json::json!({ "error": error }))
+fn bad_request(why: String) -> HttpResponse {
+    HttpResponse::BadRequest().json(serde_json::json!({ "error": why }))
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -131,7 +130,7 @@ async fn close_room(
         state.config.admin.room_closed_for,
     ) {
         Ok(d) => d,
-        Err(e) => return bad_request(e),
+        Err(why) => return bad_request(why),
     };
     let room = match RoomId::parse(&path, state.config.limits.max_room_name_len) {
         Ok(r) => r,
@@ -167,7 +166,7 @@ async fn kick(
         state.config.admin.kick_ban,
     ) {
         Ok(d) => d,
-        Err(e) => return bad_request(e),
+        Err(why) => return bad_request(why),
     };
     let (room, participant) = path.into_inner();
     let Some((room_id, addr)) = RoomId::parse(&room, state.config.limits.max_room_name_len)
