@@ -59,6 +59,7 @@ pub mod admin;
 pub mod config;
 pub mod error;
 pub mod guard;
+pub mod link;
 pub mod logging;
 pub mod metrics;
 pub mod registry;

@@ -21,7 +21,7 @@ use crate::guard::gauge;
 use crate::metrics::Metrics;
 use crate::registry::{Registry, Shutdown};
 use crate::rtc::{MediaPlane, MediaStats};
-use crate::session::WsSession;
+use crate::session::WsSocket;
 use crate::state::AppState;
 
 /// A configured server, ready to `run`. Tests keep `registry()` and `media_stats()` to
@@ -148,8 +148,8 @@ async fn ws_route(
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> actix_web::Result<HttpResponse> {
-    let session = WsSession::new(state.clone().into_inner(), req.peer_addr());
-    ws::WsResponseBuilder::new(session, &req, stream)
+    let socket = WsSocket::new(state.clone().into_inner(), req.peer_addr());
+    ws::WsResponseBuilder::new(socket, &req, stream)
         .frame_size(state.config.limits.max_frame_bytes)
         .start()
 }

@@ -83,6 +83,8 @@ fn row_for(key: &str) -> Option<Row> {
         "shutdown_timeout" => row("700ms", ShutdownBudget("700ms")),
         "ice_servers" => row(r#"[{"urls":["stun:198.18.0.9:3478"]}]"#, IceServers),
         "heartbeat.interval" => row("200ms", Pings),
+        // The default (20 s) keeps the participant well past the probe's 3 s.
+        "session.resume_grace" => row("1s", ResumeGraceEnds),
         "heartbeat.timeout" => with(
             "1s",
             &[("heartbeat.interval", "200ms")],

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use actix_web_actors::ws;
+use actix_web_actors::ws::CloseCode;
 use plaza_protocol::auth::Grant;
 use plaza_protocol::{
     Limits, ParticipantInfo, PeerTarget, ProtocolError, RoomId, ServerMessage, PROTOCOL_VERSION,
 };
 use tracing::info;
 
-use super::{close, WsSession};
+use super::{replay::Replay, WsSession};
 use crate::room::{self, JoinAccepted, JoinRefused, Room, RoomEvent};
 use crate::state::AppState;
 
@@ -22,7 +22,7 @@ impl WsSession {
         room_id: RoomId,
         name: Arc<str>,
         grant: Grant,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
     ) -> Result<(), ProtocolError> {
         if let Some(ip) = self.peer_addr.map(|a| a.ip()) {
             if !self.app.join_limiter.allow(ip, Instant::now()) {
@@ -35,7 +35,7 @@ impl WsSession {
                         self.app.config.limits.joins_per_ip_per_minute
                     )),
                 );
-                close(ctx, ws::CloseCode::Policy, "rate_limited");
+                self.close(ctx, CloseCode::Policy, "rate_limited");
                 return Ok(());
             }
         }
@@ -92,7 +92,7 @@ impl WsSession {
         room: Addr<Room>,
         name: Arc<str>,
         accepted: JoinAccepted,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
     ) {
         self.span.record("room", tracing::field::display(&room_id));
         let _e = self.span.clone().entered();
@@ -100,7 +100,8 @@ impl WsSession {
         self.app
             .registry
             .set_joined(&self.id, room_id.clone(), name);
-        let config = &self.app.config;
+        let config = Arc::clone(&self.app.config);
+        let resume_token = self.issue_resume_token(ctx);
         self.send(
             ctx,
             &ServerMessage::Joined {
@@ -108,13 +109,16 @@ impl WsSession {
                 room: room_id.clone(),
                 participant_id: self.id.clone(),
                 participants: accepted.participants,
-                ice_servers: crate::turn::ice_servers_for(config, &self.id),
+                ice_servers: crate::turn::ice_servers_for(&config, &self.id),
                 limits: Limits {
                     max_chat_bytes: config.limits.max_chat_bytes,
                     max_frame_bytes: config.limits.max_frame_bytes,
                 },
+                resume_token,
             },
         );
+        // From here on every message is numbered and kept for a resume.
+        self.replay = Some(Replay::default());
         self.room = Some(room);
         for track in accepted.tracks {
             self.subscribe(track, ctx);

@@ -47,6 +47,8 @@ pub enum ProtocolError {
     ServerShutdown,
     #[error("{0}")]
     Kicked(String),
+    #[error("{0}")]
+    ResumeFailed(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -76,6 +78,7 @@ impl ProtocolError {
             PeerFailed(_) => "peer_failed",
             ServerShutdown => "server_shutdown",
             Kicked(_) => "kicked",
+            ResumeFailed(_) => "resume_failed",
             Internal(_) => "internal",
         }
     }
@@ -116,6 +119,7 @@ impl ProtocolError {
         "peer_failed",
         "server_shutdown",
         "kicked",
+        "resume_failed",
         "internal",
     ];
 }
@@ -147,6 +151,7 @@ mod tests {
             ProtocolError::PeerFailed(String::new()),
             ProtocolError::ServerShutdown,
             ProtocolError::Kicked(String::new()),
+            ProtocolError::ResumeFailed(String::new()),
             ProtocolError::Internal(String::new()),
         ];
         let codes: Vec<_> = samples.iter().map(|e| e.code()).collect();
