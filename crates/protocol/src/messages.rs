@@ -198,11 +198,6 @@ pub enum ServerMessage {
         /// sends again the ones after that.
         received: u64,
     },
-    /// A fresh room token (with `auth.secret`), sent before the one the participant
-    /// joined with expires: use it for the next join.
-    TokenRefreshed {
-        token: String,
-    },
     ParticipantJoined {
         participant: ParticipantInfo,
     },
