@@ -33,6 +33,9 @@ pub fn loopback_config() -> Config {
     c.ice.ips = vec![std::net::Ipv4Addr::LOCALHOST.into()];
     c.heartbeat.interval = Duration::from_millis(250);
     c.heartbeat.timeout = Duration::from_millis(1500);
+    // A participant dropped by a test is gone at once, as tests expect; the resume
+    // tests (tests/resume.rs) set a grace period.
+    c.session.resume_grace = Duration::ZERO;
     c
 }
 
