@@ -70,6 +70,7 @@ pub mod doctor;
 pub mod error;
 pub mod guard;
 pub mod ice_addresses;
+pub mod link;
 pub mod logging;
 pub mod metrics;
 pub mod registry;

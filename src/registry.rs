@@ -20,6 +20,7 @@ use plaza_protocol::{ParticipantId, ProtocolError, RoomId};
 
 use crate::bans::Rejoiner;
 use crate::guard::{OnDrop, TaskGuard};
+use crate::link::Attach;
 use crate::room::Room;
 
 /// The server is shutting down: the session tells its client and closes.
@@ -54,6 +55,9 @@ struct RoomEntry {
 #[derive(Debug)]
 pub struct Registry {
     connections: DashMap<ParticipantId, Connection>,
+    /// Resume tokens (single use) → the participant they resume. An entry lives no
+    /// longer than its participant's connection entry (the guard removes both).
+    resume_tokens: DashMap<String, (ParticipantId, Recipient<Attach>)>,
     rooms: DashMap<RoomId, RoomEntry>,
     next_serial: AtomicU64,
     /// Room actors alive, counted by a guard each `Room` holds: an actor that left the
@@ -66,6 +70,7 @@ impl Default for Registry {
     fn default() -> Self {
         Self {
             connections: DashMap::new(),
+            resume_tokens: DashMap::new(),
             rooms: DashMap::new(),
             next_serial: AtomicU64::new(0),
             room_actors: Arc::default(),
@@ -117,6 +122,22 @@ impl Registry {
             c.name = Some(name);
             c.rejoiner = Some(who);
         }
+    }
+
+    /// Makes `token` resume participant `id` (replacing the participant's older token).
+    pub fn set_resume_token(&self, token: String, id: &ParticipantId, attach: Recipient<Attach>) {
+        self.resume_tokens.retain(|_, (owner, _)| owner != id);
+        self.resume_tokens.insert(token, (id.clone(), attach));
+    }
+
+    /// Takes the participant a resume token is for: a token works once.
+    pub fn take_resume_token(&self, token: &str) -> Option<(ParticipantId, Recipient<Attach>)> {
+        self.resume_tokens.remove(token).map(|(_, v)| v)
+    }
+
+    /// Resume tokens outstanding (one per participant that can be resumed).
+    pub fn resume_tokens(&self) -> usize {
+        self.resume_tokens.len()
     }
 
     pub fn connection(&self, id: &ParticipantId) -> Option<Connection> {
@@ -200,7 +221,7 @@ impl Registry {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.connections.is_empty() && self.rooms.is_empty()
+        self.connections.is_empty() && self.rooms.is_empty() && self.resume_tokens.is_empty()
     }
 }
 
@@ -214,5 +235,9 @@ pub struct ConnectionGuard {
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.registry.connections.remove(&self.id);
+        let id = &self.id;
+        self.registry
+            .resume_tokens
+            .retain(|_, (owner, _)| owner != id);
     }
 }

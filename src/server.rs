@@ -24,7 +24,7 @@ use crate::guard::gauge;
 use crate::metrics::Metrics;
 use crate::registry::{Registry, Shutdown};
 use crate::rtc::{MediaPlane, MediaStats};
-use crate::session::WsSession;
+use crate::session::WsSocket;
 use crate::state::AppState;
 use crate::turn::provider::{ProviderHealth, TurnProvider};
 
@@ -217,8 +217,8 @@ async fn ws_route(
             return Ok(refuse(&state, why, client_ip, text));
         }
     };
-    let session = WsSession::new(state.clone().into_inner(), peer_addr, client_ip, slot);
-    ws::WsResponseBuilder::new(session, &req, stream)
+    let socket = WsSocket::new(state.clone().into_inner(), peer_addr, client_ip, slot);
+    ws::WsResponseBuilder::new(socket, &req, stream)
         .frame_size(state.config.limits.max_frame_bytes)
         .start()
 }

@@ -104,6 +104,8 @@ fn row_for(key: &str) -> Option<Row> {
             ],
             ForwardedJoins("forwarded"),
         ),
+        // The default (20 s) keeps the participant well past the probe's 3 s.
+        "session.resume_grace" => row("1s", ResumeGraceEnds),
         "heartbeat.timeout" => with(
             "1s",
             &[("heartbeat.interval", "200ms")],

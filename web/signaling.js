@@ -25,6 +25,8 @@
 //   error                { code, message, fatal }
 //   connection-state     { state, publisher, subscriber, socket }
 //   reconnecting         { attempt, delayMs }
+//   resumed              { participantId }       (same participant on a new socket)
+//   ice-restart          { reason }
 //   closed               { reason, code }
 
 /** Error codes after which the server closes the socket and a retry cannot help. */
@@ -40,10 +42,18 @@ const FATAL_CODES = new Set([
 
 const DEFAULTS = {
   url: null, // ws(s)://host/ws; derived from location when omitted
-  pingIntervalMs: 5000,
-  // No frame at all (not even our pong) for this long means the socket is dead even if
-  // the browser has not noticed yet, e.g. after a laptop sleeps.
-  silenceTimeoutMs: 15000,
+  pingIntervalMs: 750,
+  silenceCheckMs: 250,
+  // No frame at all (not even our pong) for this long means the path is dead even if
+  // the browser has not noticed yet (a laptop slept, its address changed): move to a
+  // new socket (resume) and restart ICE. Browsers notice a changed address late or
+  // never (no `online` event, ICE "disconnected" after 5+ s), so this is the fast signal.
+  silenceTimeoutMs: 2000,
+  // ICE "disconnected" for this long counts as a dead path: move the socket and
+  // restart ICE (Chrome says "disconnected" a few seconds after the last reply).
+  iceDisconnectedMs: 1000,
+  // At most one path recovery (new socket + ICE restart) this often.
+  pathRecoveryMinIntervalMs: 3000,
   reconnect: { baseDelayMs: 500, maxDelayMs: 10000 },
   joinTimeoutMs: 10000,
 };
@@ -212,6 +222,23 @@ export class PlazaClient extends Emitter {
     this.lastFrameAt = 0;
     this.pendingJoin = null;
 
+    // Session resume (docs/protocol.md, "Resuming"): both sides number the messages
+    // sent since `joined`, so a new socket sends again what the old one lost.
+    this.resumeToken = null;
+    /** Server messages received since `joined` (`resumed` not counted). */
+    this.received = 0;
+    /** Our messages since `joined`: [number, json], the recent ones. */
+    this.sentLog = [];
+    this.sentCount = 0;
+    /** This socket has said `joined` or `resumed`: its frames are numbered. */
+    this.socketReady = false;
+    /** Messages waiting for a socket that is ready (while resuming). */
+    this.outbox = [];
+    this.lastPathRecovery = 0;
+    this.iceTimers = new Map();
+    this.onOnline = () => this.#onPathChange('online');
+    globalThis.addEventListener?.('online', this.onOnline);
+
     for (const kind of ['audio', 'video']) {
       this.muted[kind] = !this.#localTracks(kind).some((t) => t.enabled);
     }
@@ -318,6 +345,10 @@ export class PlazaClient extends Emitter {
   // ---------------------------------------------------------------- socket
 
   #connect() {
+    // With a live participant on the server (its peer connections are still ours),
+    // take it over instead of joining again.
+    const resuming = Boolean(this.participantId && this.resumeToken && this.publisher);
+    this.socketReady = false;
     this.#setState(this.everJoined ? 'reconnecting' : 'connecting');
     const url = this.opts.url ?? defaultSocketUrl();
     let ws;
@@ -333,12 +364,13 @@ export class PlazaClient extends Emitter {
     ws.addEventListener('open', () => {
       if (ws !== this.ws) return;
       this.lastFrameAt = Date.now();
-      const join = { type: 'join', room: this.room, name: this.name };
-      if (this.opts.token) join.token = this.opts.token;
-      this.#send(join);
-      this.#startKeepAlive();
+      if (resuming) {
+        ws.send(JSON.stringify({ type: 'resume', token: this.resumeToken, received: this.received }));
+      } else {
+        this.#sendJoin();
+      }
       this.timers.joinTimeout = setTimeout(() => {
-        if (ws === this.ws && !this.participantId) ws.close(4000, 'join timed out');
+        if (ws === this.ws && !this.socketReady) this.#dropSocket(4000, 'join timed out');
       }, this.opts.joinTimeoutMs);
     });
     ws.addEventListener('message', (e) => {
@@ -352,23 +384,60 @@ export class PlazaClient extends Emitter {
     });
   }
 
+  #sendJoin() {
+    const join = { type: 'join', room: this.room, name: this.name };
+    if (this.opts.token) join.token = this.opts.token;
+    this.ws?.send(JSON.stringify(join));
+  }
+
   #send(msg) {
-    if (this.ws?.readyState === WebSocket.OPEN) {
-      this.ws.send(JSON.stringify(msg));
+    const json = JSON.stringify(msg);
+    // Once joined, every message is numbered and kept a while, for a resume.
+    if (this.participantId) {
+      this.sentCount += 1;
+      this.sentLog.push([this.sentCount, json]);
+      if (this.sentLog.length > 512) this.sentLog.shift();
+      if (!this.socketReady) return false; // sent again after `resumed`
+    }
+    if (this.ws?.readyState === WebSocket.OPEN && this.socketReady) {
+      this.ws.send(json);
       return true;
     }
     return false;
   }
 
+  /**
+   * Gives up on the current socket at once: after `ws.close()` a browser fires `close`
+   * only when the closing handshake completes or times out, which on a dead path takes
+   * a minute. The participant lives on on the server; the next socket resumes it.
+   */
+  #dropSocket(code, reason) {
+    const ws = this.ws;
+    if (!ws) return;
+    this.ws = null;
+    try {
+      ws.close(code, reason);
+    } catch {
+      /* already closing */
+    }
+    this.#onSocketClosed(code, reason);
+  }
+
   #startKeepAlive() {
     this.#stopKeepAlive();
+    let lastPing = 0;
     this.timers.ping = setInterval(() => {
-      this.#send({ type: 'ping' });
-      if (Date.now() - this.lastFrameAt > this.opts.silenceTimeoutMs) {
-        // Half-open TCP: nothing will ever arrive; close so the reconnect logic runs.
-        this.ws?.close(4001, 'no answer from server');
+      if (Date.now() - lastPing >= this.opts.pingIntervalMs) {
+        lastPing = Date.now();
+        this.#send({ type: 'ping' });
       }
-    }, this.opts.pingIntervalMs);
+      if (Date.now() - this.lastFrameAt > this.opts.silenceTimeoutMs) {
+        // Half-open TCP: nothing will ever arrive; drop it and resume on a new one
+        // (which restarts ICE once resumed).
+        this.lastPathRecovery = Date.now();
+        this.#dropSocket(4001, 'no answer from server');
+      }
+    }, this.opts.silenceCheckMs);
   }
 
   #stopKeepAlive() {
@@ -379,10 +448,16 @@ export class PlazaClient extends Emitter {
 
   #onSocketClosed(code, reason) {
     this.ws = null;
+    this.socketReady = false;
     this.#stopKeepAlive();
     // Say "reconnecting" before the teardown announces everyone as gone, so a UI can tell
     // a network blip from people really leaving.
     if (this.everJoined && !this.leaving && !this.closedForGood) this.#setState('reconnecting');
+    if (!this.leaving && !this.closedForGood && this.participantId && this.resumeToken && this.publisher) {
+      // Keep everything: the first resume attempt goes out at once, later ones back off.
+      this.#scheduleReconnect(this.attempt === 0 ? 0 : undefined);
+      return;
+    }
     this.#teardownSession();
     if (this.leaving || this.closedForGood) {
       this.#shutdown('left', code);
@@ -397,12 +472,12 @@ export class PlazaClient extends Emitter {
     this.#scheduleReconnect();
   }
 
-  #scheduleReconnect() {
+  #scheduleReconnect(fixedDelayMs = undefined) {
     this.attempt += 1;
     const { baseDelayMs, maxDelayMs } = this.opts.reconnect;
     const exp = Math.min(maxDelayMs, baseDelayMs * 2 ** (this.attempt - 1));
     // Jitter so a room full of clients does not reconnect in lockstep after a restart.
-    const delayMs = Math.round(exp / 2 + Math.random() * (exp / 2));
+    const delayMs = fixedDelayMs ?? Math.round(exp / 2 + Math.random() * (exp / 2));
     this.#setState('reconnecting');
     this.emit('reconnecting', { attempt: this.attempt, delayMs });
     clearTimeout(this.timers.reconnect);
@@ -417,6 +492,7 @@ export class PlazaClient extends Emitter {
 
   /** Ends the client for good: closes everything and stops reconnecting. */
   #shutdown(reason, code = 1000) {
+    globalThis.removeEventListener?.('online', this.onOnline);
     if (this.closedForGood) return;
     this.closedForGood = true;
     clearTimeout(this.timers.reconnect);
@@ -439,9 +515,14 @@ export class PlazaClient extends Emitter {
       console.warn('plaza: server sent a frame that is not JSON', data);
       return;
     }
+    // Numbered like the server numbers them: everything after `joined`/`resumed` on a
+    // socket that said one of them.
+    if (this.socketReady && msg.type !== 'resumed' && msg.type !== 'pong') this.received += 1;
     switch (msg.type) {
       case 'joined':
         return this.#onJoined(msg);
+      case 'resumed':
+        return this.#onResumed(msg);
       case 'participant_joined':
         this.participants.set(msg.participant.id, msg.participant);
         return this.emit('participant-joined', { participant: msg.participant });
@@ -477,6 +558,13 @@ export class PlazaClient extends Emitter {
     this.everJoined = true;
     this.attempt = 0;
     this.participantId = msg.participant_id;
+    this.resumeToken = msg.resume_token ?? null;
+    this.received = 0;
+    this.sentLog = [];
+    this.sentCount = 0;
+    this.outbox = [];
+    this.socketReady = true;
+    this.#startKeepAlive();
     if (msg.limits) this.limits = msg.limits;
     this.participants = new Map(msg.participants.map((p) => [p.id, p]));
 
@@ -497,7 +585,59 @@ export class PlazaClient extends Emitter {
     pending?.resolve(msg);
   }
 
+  /** The server took us back on this socket: same participant, same connections. */
+  #onResumed(msg) {
+    clearTimeout(this.timers.joinTimeout);
+    this.resumeToken = msg.resume_token;
+    this.attempt = 0;
+    this.socketReady = true;
+    this.#startKeepAlive();
+    // What the server never got, again, in order.
+    for (const [n, json] of this.sentLog) {
+      if (n > msg.received) this.ws?.send(json);
+    }
+    this.#setState('joined');
+    this.emit('resumed', { participantId: this.participantId });
+    // The socket moved because the path changed or died: the media paths need new
+    // ICE candidates too.
+    this.#restartIce('resumed');
+  }
+
+  /**
+   * The network changed (the browser went online again, or ICE lost its path): move
+   * the signalling to a new socket (the old one is bound to an address that may be
+   * gone) and restart ICE on both connections once resumed.
+   */
+  #onPathChange(reason) {
+    if (!this.participantId || !this.publisher || this.leaving || this.closedForGood) return;
+    const now = Date.now();
+    if (now - this.lastPathRecovery < this.opts.pathRecoveryMinIntervalMs) return;
+    this.lastPathRecovery = now;
+    console.info(`plaza: path changed (${reason}): resuming on a new socket`);
+    if (this.ws && this.socketReady) this.#dropSocket(4003, `path changed: ${reason}`);
+    // Otherwise a resume is under way already; it restarts ICE when done.
+  }
+
+  #restartIce(reason) {
+    const pub = this.publisher?.pc;
+    if (!pub) return;
+    this.emit('ice-restart', { reason });
+    // The next publisher offer gets new credentials (negotiationneeded follows).
+    pub.restartIce();
+    this.publisherAgain = this.publisherBusy;
+    // The server re-offers the subscriber connection with new credentials.
+    this.#send({ type: 'restart_ice' });
+  }
+
   #onServerError(msg) {
+    if (msg.code === 'resume_failed' && !this.socketReady && this.ws) {
+      // The participant is gone on the server (grace period over, or too much missed):
+      // start over on this socket.
+      this.#teardownSession();
+      this.#setState('reconnecting');
+      this.#sendJoin();
+      return;
+    }
     // Closing but retryable errors (peer_failed, server_shutdown) end in a socket close,
     // which the reconnect logic handles; only the hopeless ones stop us here.
     const fatal = FATAL_CODES.has(msg.code);
@@ -533,6 +673,7 @@ export class PlazaClient extends Emitter {
 
     for (const peer of [this.publisher, this.subscriber]) {
       peer.pc.addEventListener('connectionstatechange', () => this.#onPeerState(peer));
+      peer.pc.addEventListener('iceconnectionstatechange', () => this.#onIceState(peer));
     }
     this.subscriber.pc.addEventListener('track', (e) => this.#onRemoteTrack(e));
 
@@ -636,14 +777,36 @@ export class PlazaClient extends Emitter {
     });
   }
 
+  #onIceState(peer) {
+    const state = peer.pc.iceConnectionState;
+    console.info(`plaza: ${peer.target} ICE ${state}`);
+    clearTimeout(this.iceTimers.get(peer.target));
+    if (state === 'failed') {
+      this.#onPathChange(`${peer.target} ICE failed`);
+    } else if (state === 'disconnected') {
+      this.iceTimers.set(
+        peer.target,
+        setTimeout(() => {
+          if (peer.pc.iceConnectionState === 'disconnected' && peer === this[peer.target]) {
+            this.#onPathChange(`${peer.target} ICE disconnected`);
+          }
+        }, this.opts.iceDisconnectedMs),
+      );
+    }
+  }
+
   #onPeerState(peer) {
     this.#emitConnectionState();
     if (peer.pc.connectionState !== 'failed') return;
-    // ICE/DTLS gave up. The server tears the session down as well (peer_failed); if it
-    // has not yet, closing the socket ourselves starts a clean rejoin sooner.
+    // ICE failing is a path change (#onIceState restarts ICE). DTLS failing cannot be
+    // repaired on this connection: the server tears the session down as well
+    // (peer_failed); if it has not yet, closing the socket ourselves starts a clean
+    // rejoin sooner.
+    if (peer.pc.iceConnectionState === 'failed') return;
     setTimeout(() => {
       if (peer.pc.connectionState === 'failed' && (peer === this.publisher || peer === this.subscriber)) {
-        this.ws?.close(4002, `${peer.target} connection failed`);
+        this.resumeToken = null; // a new session, not this one
+        this.#dropSocket(4002, `${peer.target} connection failed`);
       }
     }, 1000);
   }

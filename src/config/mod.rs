@@ -77,6 +77,15 @@ settings! {
             flag "forwarded-header", env "PLAZA_FORWARDED_HEADER", sample "forwarded";
     }
 
+    /// A participant's life apart from its WebSocket.
+    pub struct SessionConfig in session {
+        /// How long a joined participant whose WebSocket dropped (no close frame: a
+        /// network change, a dead path) is kept, peer connections and all, for the
+        /// client to come back with its resume token; 0 = no resume (leave at once).
+        resume_grace: Duration = "20s",
+            flag "resume-grace", env "PLAZA_RESUME_GRACE", sample "30s";
+    }
+
     /// Forwarding policy.
     pub struct MediaConfig in media {
         /// The hard cap on keyframe requests (PLIs): at most one per published track

@@ -12,6 +12,8 @@ use std::sync::{Arc, Weak};
 
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::ice_transport::ice_gathering_state::RTCIceGatheringState;
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::offer_answer_options::RTCOfferOptions;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
@@ -160,14 +162,19 @@ impl Peer {
             .map_err(internal)?
     }
 
-    /// Creates and applies a new offer (subscriber connection).
-    pub async fn offer(&self) -> Result<String, Error> {
+    /// Creates and applies a new offer (subscriber connection); with `ice_restart`, with
+    /// new ICE credentials (the client's path changed: `restart_ice`).
+    pub async fn offer(&self, ice_restart: bool) -> Result<String, Error> {
         let pc = Arc::clone(&self.pc);
         let ops = Arc::clone(&self.ops);
         self.media
             .run(async move {
                 let _op = ops.lock().await;
-                let offer = pc.create_offer(None).await?;
+                let options = ice_restart.then(|| RTCOfferOptions {
+                    ice_restart,
+                    ..Default::default()
+                });
+                let offer = pc.create_offer(options).await?;
                 let gathered = pc.gathering_complete_promise().await;
                 pc.set_local_description(offer.clone()).await?;
                 Ok::<_, Error>(with_candidates(&pc, gathered, offer.sdp).await)

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use actix_web_actors::ws;
 use plaza_protocol::rate::TokenBucket;
 use plaza_protocol::{ChatIn, ProtocolError};
 use tracing::debug;
@@ -68,7 +67,7 @@ impl WsSession {
     pub(super) fn on_chat(
         &mut self,
         msg: DataMessage,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
     ) -> Result<(), ProtocolError> {
         if !self.chat.rate.take(Instant::now()) {
             return Err(ProtocolError::RateLimited(format!(

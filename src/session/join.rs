@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use actix_web_actors::ws;
+use actix_web_actors::ws::CloseCode;
 use plaza_protocol::auth::Grant;
 use plaza_protocol::{
     Limits, ParticipantInfo, PeerTarget, ProtocolError, RoomId, ServerMessage, PROTOCOL_VERSION,
 };
 use tracing::info;
 
-use super::{close, WsSession};
+use super::{replay::Replay, WsSession};
 use crate::bans::Rejoiner;
 use crate::room::{self, JoinAccepted, JoinRefused, Room, RoomEvent};
 use crate::state::AppState;
@@ -25,7 +25,7 @@ impl WsSession {
         room_id: RoomId,
         name: Arc<str>,
         grant: Grant,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
     ) -> Result<(), ProtocolError> {
         if let Some(ip) = self.client_ip {
             if !self.app.join_limiter.allow(ip, Instant::now()) {
@@ -38,7 +38,7 @@ impl WsSession {
                         self.app.config.limits.joins_per_ip_per_minute
                     )),
                 );
-                close(ctx, ws::CloseCode::Policy, "rate_limited");
+                self.close(ctx, CloseCode::Policy, "rate_limited");
                 return Ok(());
             }
         }
@@ -111,7 +111,7 @@ impl WsSession {
         name: Arc<str>,
         rejoiner: Rejoiner,
         accepted: JoinAccepted,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
     ) {
         self.span.record("room", tracing::field::display(&room_id));
         let _e = self.span.clone().entered();
@@ -119,7 +119,8 @@ impl WsSession {
         self.app
             .registry
             .set_joined(&self.id, room_id.clone(), name, rejoiner);
-        let config = &self.app.config;
+        let config = Arc::clone(&self.app.config);
+        let resume_token = self.issue_resume_token(ctx);
         self.send(
             ctx,
             &ServerMessage::Joined {
@@ -128,7 +129,7 @@ impl WsSession {
                 participant_id: self.id.clone(),
                 participants: accepted.participants,
                 ice_servers: crate::turn::ice_servers_for(
-                    config,
+                    &config,
                     &self.id,
                     self.app.turn_provider.as_deref(),
                 ),
@@ -136,8 +137,11 @@ impl WsSession {
                     max_chat_bytes: config.limits.max_chat_bytes,
                     max_frame_bytes: config.limits.max_frame_bytes,
                 },
+                resume_token,
             },
         );
+        // From here on every message is numbered and kept for a resume.
+        self.replay = Some(Replay::default());
         self.room = Some(room);
         for track in accepted.tracks {
             self.subscribe(track, ctx);

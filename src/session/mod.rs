@@ -1,9 +1,14 @@
-//! `WsSession`: one actor per WebSocket, i.e. per participant.
+//! `WsSession`: one actor per participant, behind a WebSocket (`WsSocket`).
 //!
-//! It parses client messages, keeps the heartbeat, owns the participant's two peer
-//! connections (publisher: the browser offers; subscriber: we offer), turns media-plane
-//! events into its own messages, and pushes server messages to the browser. It sees
+//! It parses client messages, owns the participant's two peer connections (publisher:
+//! the browser offers; subscriber: we offer), turns media-plane events into its own
+//! messages, and pushes server messages to the browser through its socket. It sees
 //! only Plaza's types: everything webrtc-rs stays behind `crate::rtc`.
+//!
+//! The socket is a separate, thin actor (`socket`), so a joined participant outlives a
+//! socket that dropped without a close frame for `session.resume_grace`: the client
+//! comes back on a new socket with its resume token (`resume`), and the messages it
+//! missed are sent again (`replay`).
 //!
 //! Peer-connection calls are awaited with `ctx.wait`, which holds back the actor's
 //! other events until the call is done. That gives the ordering signalling needs (an
@@ -11,9 +16,9 @@
 //! at a time) without locks. The calls run on the media runtime and never wait for this
 //! actor, so this cannot deadlock.
 //!
-//! Whatever stops the actor — `leave`, a closed or dropped socket, a heartbeat
-//! timeout, a failed peer connection, a kick, shutdown — `stopped` runs the same
-//! teardown, and the registry entry goes with the actor (a guard field).
+//! Whatever stops the actor — `leave`, a closed socket, a dropped socket not resumed
+//! within the grace period, a failed peer connection, a kick, shutdown — `stopped`
+//! runs the same teardown, and the registry entry goes with the actor (a guard field).
 //!
 //! One file per job: this one is the socket's lifecycle; `join` enters a room; `publish`
 //! and `subscribe` are the two peer connections' negotiation; `peer_events` turns the
@@ -24,6 +29,8 @@ mod join;
 pub mod messages;
 mod peer_events;
 mod publish;
+mod replay;
+mod socket;
 mod subscribe;
 
 use std::collections::HashMap;
@@ -31,16 +38,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_web_actors::ws;
+use actix_web_actors::ws::CloseCode;
 use plaza_protocol::signalling::{Action, Signalling, SignallingLimits};
 use plaza_protocol::{ParticipantId, ProtocolError, ServerMessage, TrackId};
 use tracing::{debug, info, info_span, Span};
 
 use self::chat::ChatState;
 pub use self::messages::*;
+use self::replay::Replay;
+pub use self::socket::WsSocket;
 use self::subscribe::Subscription;
-use crate::admission::Slot;
 use crate::config::LimitsConfig;
+use crate::link::{Attach, FromSocket, SocketId, ToSocket};
 use crate::registry::{Connection, ConnectionGuard, Shutdown};
 use crate::room::{self, Room, RoomEvent};
 use crate::rtc::{Peer, UpTrack};
@@ -60,7 +69,18 @@ pub struct WsSession {
     peer_addr: Option<std::net::SocketAddr>,
     /// The client's address: `peer_addr`'s, or what a trusted proxy forwarded.
     client_ip: Option<std::net::IpAddr>,
-    last_heard: Instant,
+    /// The socket server messages go to; `None` while waiting for a resume.
+    socket: Option<Recipient<ToSocket>>,
+    socket_id: SocketId,
+    /// Bumped on every detach, so a stale grace timer does nothing.
+    detached: u64,
+    /// The messages sent since `joined`, kept for a resume (`None` before joining).
+    replay: Option<Replay>,
+    /// Client messages received since `joined` (told in `resumed`).
+    received: u64,
+    /// Whether ICE has connected once on (publisher, subscriber): a later "connected"
+    /// is a reconnection.
+    ice_connected_once: (bool, bool),
     /// What client messages mean now, and what the client may do.
     signalling: Signalling,
     /// Set once joined.
@@ -75,8 +95,6 @@ pub struct WsSession {
     span: Span,
     /// Removes this connection from the registry when the actor is dropped.
     _registration: Option<ConnectionGuard>,
-    /// This connection's place under the connection caps, given back with the actor.
-    _slot: Slot,
 }
 
 /// The limits the signalling state machine enforces, from the server's `[limits]`.
@@ -95,7 +113,8 @@ impl WsSession {
         app: Arc<AppState>,
         peer_addr: Option<std::net::SocketAddr>,
         client_ip: Option<std::net::IpAddr>,
-        slot: Slot,
+        socket: Recipient<ToSocket>,
+        socket_id: SocketId,
     ) -> Self {
         let id = ParticipantId::random();
         let client = client_ip.map(tracing::field::display);
@@ -109,7 +128,12 @@ impl WsSession {
             app,
             peer_addr,
             client_ip,
-            last_heard: Instant::now(),
+            socket: Some(socket),
+            socket_id,
+            detached: 0,
+            replay: None,
+            received: 0,
+            ice_connected_once: (false, false),
             room: None,
             publisher: None,
             subscriber: None,
@@ -118,26 +142,78 @@ impl WsSession {
             negotiation_scheduled: false,
             span,
             _registration: None,
-            _slot: slot,
         }
     }
 
-    fn send(&self, ctx: &mut ws::WebsocketContext<Self>, msg: &ServerMessage) {
-        ctx.text(msg.to_json());
+    /// Sends to the client; kept for a resume once joined. While the socket is away
+    /// the message is only kept, and sent when the client resumes.
+    fn send(&mut self, ctx: &mut Context<Self>, msg: &ServerMessage) {
+        let text = msg.to_json();
+        // Pongs are not numbered: they answer the moment, a resume has no use for them.
+        if let (Some(replay), false) = (&mut self.replay, matches!(msg, ServerMessage::Pong)) {
+            replay.push(text.clone());
+        }
+        if let Some(socket) = &self.socket {
+            socket.do_send(ToSocket::Text(text));
+        }
+        let _ = ctx;
     }
 
     /// Tells the client what went wrong; a fatal error also closes the connection.
-    fn fail(&self, ctx: &mut ws::WebsocketContext<Self>, err: ProtocolError) {
+    fn fail(&mut self, ctx: &mut Context<Self>, err: ProtocolError) {
         self.app.metrics.count_error(err.code());
         debug!(code = err.code(), %err, "protocol error");
         self.send(ctx, &ServerMessage::error(&err));
         if err.is_fatal() {
             let code = match err {
-                ProtocolError::ServerShutdown => ws::CloseCode::Away,
-                _ => ws::CloseCode::Policy,
+                ProtocolError::ServerShutdown => CloseCode::Away,
+                _ => CloseCode::Policy,
             };
-            close(ctx, code, err.code());
+            self.close(ctx, code, err.code());
         }
+    }
+
+    /// Closes the WebSocket with a code and a reason, and ends the participant.
+    fn close(&mut self, ctx: &mut Context<Self>, code: CloseCode, reason: impl Into<String>) {
+        if let Some(socket) = self.socket.take() {
+            socket.do_send(ToSocket::Close(code, reason.into()));
+        }
+        ctx.stop();
+    }
+
+    /// The socket dropped without a close frame: keep the participant (peer
+    /// connections, tracks, subscriptions) for the grace period, then give up.
+    fn detach(&mut self, ctx: &mut Context<Self>) {
+        let grace = self.app.config.session.resume_grace;
+        if self.replay.is_none() || grace.is_zero() {
+            ctx.stop();
+            return;
+        }
+        info!(?grace, "socket lost; waiting for a resume");
+        self.socket = None;
+        self.detached += 1;
+        let detached = self.detached;
+        ctx.run_later(grace, move |act, ctx| {
+            if act.socket.is_none() && act.detached == detached {
+                let _e = act.span.clone().entered();
+                info!(?grace, "not resumed in time");
+                ctx.stop();
+            }
+        });
+    }
+
+    /// A new resume token for this participant (single use; replaces the last one).
+    fn issue_resume_token(&self, ctx: &mut Context<Self>) -> Option<String> {
+        if self.app.config.session.resume_grace.is_zero() {
+            return None;
+        }
+        let token = format!("{:032x}", rand::random::<u128>());
+        self.app.registry.set_resume_token(
+            token.clone(),
+            &self.id,
+            ctx.address().recipient::<Attach>(),
+        );
+        Some(token)
     }
 
     fn room(&self) -> Option<&Addr<Room>> {
@@ -145,11 +221,7 @@ impl WsSession {
     }
 
     /// Carries out what `Signalling` decided for one client message.
-    fn perform(
-        &mut self,
-        action: Action,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) -> Result<(), ProtocolError> {
+    fn perform(&mut self, action: Action, ctx: &mut Context<Self>) -> Result<(), ProtocolError> {
         match action {
             Action::Reply(msg) => self.send(ctx, &msg),
             Action::Join { room, name, grant } => self.join(room, name, grant, ctx)?,
@@ -165,9 +237,13 @@ impl WsSession {
                     });
                 }
             }
+            Action::RestartIce => {
+                info!("ICE restart asked");
+                self.schedule_negotiation(ctx);
+            }
             Action::Leave => {
                 info!("leave");
-                close(ctx, ws::CloseCode::Normal, "left");
+                self.close(ctx, CloseCode::Normal, "left");
             }
             Action::Nothing => {}
         }
@@ -196,19 +272,6 @@ impl WsSession {
     }
 }
 
-/// Closes the WebSocket with a code and a reason, and stops the session.
-fn close(
-    ctx: &mut ws::WebsocketContext<WsSession>,
-    code: ws::CloseCode,
-    reason: impl Into<String>,
-) {
-    ctx.close(Some(ws::CloseReason {
-        code,
-        description: Some(reason.into()),
-    }));
-    ctx.stop();
-}
-
 async fn timeout<T>(
     fut: impl std::future::Future<Output = Result<T, ProtocolError>>,
 ) -> Result<T, ProtocolError> {
@@ -218,7 +281,7 @@ async fn timeout<T>(
 }
 
 impl Actor for WsSession {
-    type Context = ws::WebsocketContext<Self>;
+    type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let _e = self.span.clone().entered();
@@ -235,29 +298,16 @@ impl Actor for WsSession {
             },
         ));
         debug!(peer = ?self.peer_addr, "connected");
-        // A socket that has not joined by then is closed, pings or not. A join in
-        // progress holds the actor's events (`ctx.wait`), so this runs after it.
+        // A socket that has not joined by then is closed, pings or not (the socket
+        // answers pings). A join in progress holds the actor's events (`ctx.wait`), so
+        // this runs after it.
         let join_timeout = self.app.config.heartbeat.join_timeout;
         ctx.run_later(join_timeout, move |act, ctx| {
             if act.room.is_none() {
                 let _e = act.span.clone().entered();
                 info!(timeout = ?join_timeout, "no join in time");
                 act.app.metrics.count_error("join_timeout");
-                close(
-                    ctx,
-                    ws::CloseCode::Other(JOIN_TIMEOUT_CLOSE),
-                    "join_timeout",
-                );
-            }
-        });
-        let hb = self.app.config.heartbeat.clone();
-        ctx.run_interval(hb.interval, move |act, ctx| {
-            if act.last_heard.elapsed() > hb.timeout {
-                let _e = act.span.clone().entered();
-                info!(timeout = ?hb.timeout, "heartbeat timeout");
-                ctx.stop();
-            } else {
-                ctx.ping(b"");
+                act.close(ctx, CloseCode::Other(JOIN_TIMEOUT_CLOSE), "join_timeout");
             }
         });
     }
@@ -269,32 +319,16 @@ impl Actor for WsSession {
     }
 }
 
-impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
-    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+impl Handler<FromSocket> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: FromSocket, ctx: &mut Self::Context) {
         let _e = self.span.clone().entered();
-        let msg = match item {
-            Ok(msg) => msg,
-            Err(ws::ProtocolError::Overflow) => {
-                self.app.metrics.count_error("frame_too_large");
-                close(
-                    ctx,
-                    ws::CloseCode::Size,
-                    format!(
-                        "frame larger than {} bytes",
-                        self.app.config.limits.max_frame_bytes
-                    ),
-                );
-                return;
-            }
-            Err(e) => {
-                debug!(error = %e, "websocket protocol error");
-                ctx.stop();
-                return;
-            }
-        };
-        self.last_heard = Instant::now();
         match msg {
-            ws::Message::Text(text) => {
+            FromSocket::Text(text) => {
+                if self.replay.is_some() {
+                    self.received += 1;
+                }
                 let result = self
                     .signalling
                     .on_text(&text, Instant::now())
@@ -303,30 +337,51 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
                     self.fail(ctx, e);
                 }
             }
-            ws::Message::Binary(_) => self.fail(
-                ctx,
-                ProtocolError::BadMessage("binary frames are not part of the protocol".into()),
-            ),
-            ws::Message::Ping(p) => ctx.pong(&p),
-            ws::Message::Pong(_) | ws::Message::Nop => {}
-            ws::Message::Close(reason) => {
-                debug!(?reason, "client closed");
-                ctx.close(reason);
+            FromSocket::Refused(e) => self.fail(ctx, e),
+            // A socket this participant was taken from: already replaced.
+            FromSocket::Gone { socket, .. } if socket != self.socket_id => {}
+            FromSocket::Gone { clean: true, .. } => {
+                self.socket = None;
                 ctx.stop();
             }
-            ws::Message::Continuation(_) => {
-                close(
-                    ctx,
-                    ws::CloseCode::Unsupported,
-                    "fragmented frames are not supported",
-                );
-            }
+            FromSocket::Gone { clean: false, .. } => self.detach(ctx),
         }
     }
+}
 
-    fn finished(&mut self, ctx: &mut Self::Context) {
-        // The TCP connection ended (with or without a close frame).
-        ctx.stop();
+impl Handler<Attach> for WsSession {
+    type Result = Result<Recipient<FromSocket>, ProtocolError>;
+
+    fn handle(&mut self, msg: Attach, ctx: &mut Self::Context) -> Self::Result {
+        let _e = self.span.clone().entered();
+        let Some(missed) = self.replay.as_ref().and_then(|r| r.since(msg.received)) else {
+            return Err(ProtocolError::ResumeFailed(
+                "the messages since then are no longer kept; join again".into(),
+            ));
+        };
+        if let Some(old) = self.socket.replace(msg.socket.clone()) {
+            // Taken over while the old socket still looked alive (its path is dead).
+            old.do_send(ToSocket::Close(
+                CloseCode::Policy,
+                "resumed on another connection".into(),
+            ));
+        }
+        self.socket_id = msg.socket_id;
+        self.detached += 1;
+        info!(replayed = missed.len(), "resumed");
+        let resume_token = self.issue_resume_token(ctx).unwrap_or_default();
+        msg.socket.do_send(ToSocket::Text(
+            ServerMessage::Resumed {
+                participant_id: self.id.clone(),
+                resume_token,
+                received: self.received,
+            }
+            .to_json(),
+        ));
+        for text in missed {
+            msg.socket.do_send(ToSocket::Text(text));
+        }
+        Ok(ctx.address().recipient())
     }
 }
 

@@ -4,18 +4,14 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use actix_web_actors::ws;
 use plaza_protocol::{IceCandidate, PeerTarget, ProtocolError, ServerMessage, CHAT_CHANNEL_LABEL};
 use tracing::{debug, info};
 
 use super::{timeout, FromPeer, WsSession};
-use crate::rtc::{ConnectionState, PeerEvent, PeerEventHandler};
+use crate::rtc::{ConnectionState, IceConnectionState, PeerEvent, PeerEventHandler};
 
 impl WsSession {
-    pub(super) fn peer_handler(
-        ctx: &ws::WebsocketContext<Self>,
-        target: PeerTarget,
-    ) -> PeerEventHandler {
+    pub(super) fn peer_handler(ctx: &Context<Self>, target: PeerTarget) -> PeerEventHandler {
         let addr = ctx.address().downgrade();
         Arc::new(move |event| {
             if let Some(addr) = addr.upgrade() {
@@ -28,7 +24,7 @@ impl WsSession {
         &mut self,
         target: PeerTarget,
         candidate: Option<IceCandidate>,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
     ) {
         let peer = match target {
             PeerTarget::Publisher => self.publisher.clone(),
@@ -47,7 +43,7 @@ impl WsSession {
         &mut self,
         target: PeerTarget,
         event: PeerEvent,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
     ) {
         match event {
             PeerEvent::Candidate(candidate) => {
@@ -55,6 +51,9 @@ impl WsSession {
             }
             PeerEvent::IceConnectionState(state) => {
                 info!(?target, ?state, "ICE connection state");
+                if state == IceConnectionState::Connected {
+                    self.on_ice_connected(target);
+                }
             }
             PeerEvent::ConnectionState(state) => {
                 info!(?target, ?state, "peer connection state");
@@ -90,6 +89,29 @@ impl WsSession {
                 );
             }
             PeerEvent::Track(_) => {}
+        }
+    }
+}
+
+impl WsSession {
+    /// ICE is connected again after a gap (an ICE restart, a path that came back): the
+    /// receivers' decoders lost packets and wait for a keyframe, so ask for one at once
+    /// rather than waiting for the browsers' own loss recovery to give up and ask.
+    fn on_ice_connected(&mut self, target: PeerTarget) {
+        let first = match target {
+            PeerTarget::Publisher => &mut self.ice_connected_once.0,
+            PeerTarget::Subscriber => &mut self.ice_connected_once.1,
+        };
+        if !std::mem::replace(first, true) {
+            return; // the first connection: new subscribers ask for keyframes anyway
+        }
+        debug!(?target, "ICE reconnected; asking for keyframes");
+        match target {
+            PeerTarget::Publisher => self.published.values().for_each(|up| up.request_keyframe()),
+            PeerTarget::Subscriber => self
+                .subscriptions
+                .values()
+                .for_each(|sub| sub.up.request_keyframe()),
         }
     }
 }

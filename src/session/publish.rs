@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use actix_web_actors::ws;
 use plaza_protocol::{PeerTarget, ServerMessage};
 use tracing::info;
 
@@ -13,7 +12,7 @@ use crate::room;
 use crate::rtc::{KeyframePolicy, RemoteTrack};
 
 impl WsSession {
-    pub(super) fn on_offer(&mut self, sdp: String, ctx: &mut ws::WebsocketContext<Self>) {
+    pub(super) fn on_offer(&mut self, sdp: String, ctx: &mut Context<Self>) {
         let Some(peer) = self.publisher.clone() else {
             return;
         };
@@ -34,11 +33,7 @@ impl WsSession {
         );
     }
 
-    pub(super) fn on_remote_track(
-        &mut self,
-        track: RemoteTrack,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
+    pub(super) fn on_remote_track(&mut self, track: RemoteTrack, ctx: &mut Context<Self>) {
         let (Some(peer), Some(room)) = (self.publisher.clone(), self.room().cloned()) else {
             return;
         };

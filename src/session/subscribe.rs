@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use actix_web_actors::ws;
 use plaza_protocol::{PeerTarget, ProtocolError, ServerMessage, TrackId};
 use tracing::{debug, warn};
 
@@ -26,7 +25,7 @@ pub(super) struct Subscription {
 }
 
 impl WsSession {
-    pub(super) fn subscribe(&mut self, up: Arc<UpTrack>, ctx: &mut ws::WebsocketContext<Self>) {
+    pub(super) fn subscribe(&mut self, up: Arc<UpTrack>, ctx: &mut Context<Self>) {
         let Some(peer) = self.subscriber.clone() else {
             return;
         };
@@ -64,7 +63,7 @@ impl WsSession {
         }));
     }
 
-    pub(super) fn unsubscribe(&mut self, track_id: &TrackId, ctx: &mut ws::WebsocketContext<Self>) {
+    pub(super) fn unsubscribe(&mut self, track_id: &TrackId, ctx: &mut Context<Self>) {
         let Some(sub) = self.subscriptions.remove(track_id) else {
             return;
         };
@@ -80,14 +79,14 @@ impl WsSession {
         }
     }
 
-    pub(super) fn schedule_negotiation(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    pub(super) fn schedule_negotiation(&mut self, ctx: &mut Context<Self>) {
         if !self.negotiation_scheduled {
             self.negotiation_scheduled = true;
             ctx.notify(Negotiate);
         }
     }
 
-    pub(super) fn on_answer(&mut self, sdp: String, ctx: &mut ws::WebsocketContext<Self>) {
+    pub(super) fn on_answer(&mut self, sdp: String, ctx: &mut Context<Self>) {
         let Some(peer) = self.subscriber.clone() else {
             return;
         };
@@ -116,13 +115,17 @@ impl WsSession {
 
     /// Creates the next subscriber offer and sends it; if no answer comes within
     /// `OFFER_TIMEOUT` (lost, or the client could not make one), offers again.
-    fn make_offer(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    fn make_offer(&mut self, ctx: &mut Context<Self>) {
         let Some(peer) = self.subscriber.clone() else {
             return;
         };
         let serial = self.signalling.offer_serial();
+        let ice_restart = self.signalling.take_ice_restart();
+        if ice_restart {
+            debug!("subscriber offer restarts ICE");
+        }
         let offering = async move {
-            tokio::time::timeout(PEER_CALL_TIMEOUT, peer.offer())
+            tokio::time::timeout(PEER_CALL_TIMEOUT, peer.offer(ice_restart))
                 .await
                 .map_err(|_| crate::error::Error::Timeout("create offer"))?
         };

@@ -44,6 +44,9 @@ pub enum Probe {
     IceServers,
     /// A bare WebSocket client gets at least 3 pings within 1.2 s.
     Pings,
+    /// A joined participant whose socket drops (no close frame) is still there 0.5 s
+    /// later, and gone within 3 s.
+    ResumeGraceEnds,
     /// A client that never answers pings is dropped within 3 s; one that does is not.
     SilentClientDropped,
     /// A publisher at 30 fps, a subscriber sending a PLI every 25 ms for 2.5 s: the
@@ -160,6 +163,7 @@ pub async fn probe(p: Probe, r: &Run) -> Res {
         Probe::IceServers => ice_servers(addr).await,
         Probe::Pings => pings(addr).await,
         Probe::SilentClientDropped => silent_client_dropped(addr).await,
+        Probe::ResumeGraceEnds => resume_grace_ends(addr).await,
         Probe::KeyframeCap { min_gap } => keyframe_cap(addr, min_gap).await,
         Probe::KeyframeRetry { max_median_gap } => keyframe_retry(addr, max_median_gap).await,
         Probe::LoopbackCandidate => {
@@ -367,6 +371,34 @@ async fn silent_client_dropped(addr: SocketAddr) -> Res {
     reader.abort();
     drop(silent);
     result
+}
+
+/// Participants in /healthz.
+async fn participants(addr: SocketAddr) -> Res<u64> {
+    Ok(healthz(addr).await?["participants"]
+        .as_u64()
+        .unwrap_or(u64::MAX))
+}
+
+async fn resume_grace_ends(addr: SocketAddr) -> Res {
+    let (ws, _id) = joined(addr, "grace", "Gone").await?;
+    drop(ws); // TCP closed, no close frame: the participant waits for a resume
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let n = participants(addr).await?;
+    check(n == 1, || {
+        format!("{n} participants 0.5 s after the socket dropped, want 1")
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let n = participants(addr).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{n} participants 3 s after the socket dropped"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn join_participant(o: ParticipantOptions) -> Res<Participant> {

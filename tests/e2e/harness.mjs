@@ -95,7 +95,16 @@ export class PlazaServer {
    * Starts target/debug/plaza (or $PLAZA_BIN); `port` to restart on the same address.
    * `heartbeatTimeout`: how long a silent client lasts (a closed tab is noticed after it).
    */
-  static async start({ port = null, logName = 'server.log', heartbeatTimeout = '2s' } = {}) {
+  static async start({
+    port = null,
+    logName = 'server.log',
+    heartbeatTimeout = '2s',
+    // 0 s: a dropped socket ends the participant at once (the room tests time that);
+    // the ICE restart test sets a real grace period.
+    resumeGrace = '0s',
+    listenHost = '127.0.0.1',
+    iceIp = '127.0.0.1',
+  } = {}) {
     const bin = process.env.PLAZA_BIN ?? path.join(REPO, 'target', 'debug', 'plaza');
     if (!fs.existsSync(bin)) {
       throw new Error(`server binary ${bin} not found: run \`cargo build\` first (or set PLAZA_BIN)`);
@@ -105,11 +114,12 @@ export class PlazaServer {
     const logPath = path.join(OUT_DIR, logName);
     const log = fs.openSync(logPath, 'w');
     const args = [
-      '--listen', `127.0.0.1:${port}`,
+      '--listen', `${listenHost}:${port}`,
       '--web-root', path.join(REPO, 'web'),
-      '--ice-ip', '127.0.0.1',
+      '--ice-ip', iceIp,
       '--heartbeat-interval', '500ms',
       '--heartbeat-timeout', heartbeatTimeout,
+      '--resume-grace', resumeGrace,
     ];
     const proc = spawn(bin, args, {
       stdio: ['ignore', log, log],
@@ -156,9 +166,9 @@ export class PlazaServer {
 
 // ====================================================================== browser
 
-export async function launchBrowser() {
+export async function launchBrowser({ executablePath = null } = {}) {
   return chromium.launch({
-    executablePath: process.env.CHROMIUM_BIN ?? '/usr/bin/chromium',
+    executablePath: executablePath ?? process.env.CHROMIUM_BIN ?? '/usr/bin/chromium',
     headless: true,
     args: CHROMIUM_ARGS,
   });

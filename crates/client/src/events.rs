@@ -190,7 +190,23 @@ pub(crate) struct Shared {
     pub(crate) track_stats: bool,
     pub(crate) misbehave: Misbehave,
     pub(crate) timeline: Timeline,
+    /// What a resume needs (docs/protocol.md, "Resuming a session").
+    pub(crate) resume: Mutex<ResumeState>,
 }
+
+/// Both sides number the messages sent since `joined`; a resume sends again what the
+/// other side did not get.
+#[derive(Debug, Default)]
+pub(crate) struct ResumeState {
+    pub(crate) token: Option<String>,
+    /// Server messages received since `joined` (`pong` and `resumed` not counted).
+    pub(crate) received: u64,
+    /// Our messages since `joined`, numbered, the last `SENT_KEPT`.
+    pub(crate) sent: std::collections::VecDeque<(u64, String)>,
+    pub(crate) sent_count: u64,
+}
+
+const SENT_KEPT: usize = 512;
 
 impl Shared {
     /// Empty logs and counters, with the recording switches and hooks from `opts`.
@@ -213,6 +229,7 @@ impl Shared {
             track_stats: opts.track_stats,
             misbehave: Misbehave::default(),
             timeline,
+            resume: Mutex::new(ResumeState::default()),
         }
     }
 
@@ -223,8 +240,21 @@ impl Shared {
 
     pub(crate) fn send(&self, m: &ClientMessage) {
         if let Ok(text) = serde_json::to_string(m) {
-            let _ = self.outbox.send(WsMessage::Text(text));
+            self.send_text(text);
         }
+    }
+
+    /// Numbers and keeps the frame (for a resume), and queues it for the socket; under
+    /// one lock, so a resume sees each frame either in the outbox or in the log's tail.
+    pub(crate) fn send_text(&self, text: String) {
+        let mut r = lock(&self.resume);
+        r.sent_count += 1;
+        let n = r.sent_count;
+        if r.sent.len() == SENT_KEPT {
+            r.sent.pop_front();
+        }
+        r.sent.push_back((n, text.clone()));
+        let _ = self.outbox.send(WsMessage::Text(text));
     }
 }
 

@@ -34,6 +34,10 @@ pub struct Participant {
     subscriber: Arc<RTCPeerConnection>,
     chat: Arc<RTCDataChannel>,
     tasks: Vec<JoinHandle<()>>,
+    /// The socket's writer and reader.
+    socket_tasks: Vec<JoinHandle<()>>,
+    outbox_rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<WsMessage>>>,
+    url: String,
     /// The video track we publish now, if any.
     video: Option<PublishedVideo>,
     /// Video tracks published so far (each gets a new track id).
@@ -54,6 +58,8 @@ impl Participant {
         let (sink, stream, joined) = signalling::connect(&opts).await?;
         let (outbox, outbox_rx) = mpsc::unbounded_channel::<WsMessage>();
         let shared = Arc::new(Shared::new(&opts, outbox, joined.timeline));
+        lock(&shared.resume).token = joined.resume_token.clone();
+        let outbox_rx = Arc::new(tokio::sync::Mutex::new(outbox_rx));
 
         let ice_servers = opts
             .ice_servers_override
@@ -82,14 +88,15 @@ impl Participant {
         let chat = open_chat(&publisher, &shared).await?;
         send_offer(&publisher, &shared).await?;
 
-        tasks.extend(signalling::start(
+        let socket_tasks = signalling::start(
             sink,
             stream,
-            outbox_rx,
+            Arc::clone(&outbox_rx),
             &shared,
             &publisher,
             &subscriber,
-        ));
+        )
+        .into();
 
         Ok(Participant {
             id: joined.id,
@@ -100,10 +107,35 @@ impl Participant {
             subscriber,
             chat,
             tasks,
+            socket_tasks,
+            outbox_rx,
+            url: opts.url.clone(),
             video: video_track,
             videos_published: 1,
             fixture: opts.fixture.clone(),
         })
+    }
+
+    /// Takes our participant over on a new WebSocket after the old one was lost (or
+    /// to move off a socket that still looks alive): same participant id, and the peer
+    /// connections, tracks and subscriptions never stopped. Messages either side missed
+    /// are sent again. Fails with `resume_failed` after the server's grace period.
+    pub async fn resume(&mut self) -> ClientResult<()> {
+        for t in self.socket_tasks.drain(..) {
+            t.abort();
+            let _ = t.await;
+        }
+        let (sink, stream) = signalling::resume(&self.url, &self.shared, &self.outbox_rx).await?;
+        self.socket_tasks = signalling::start(
+            sink,
+            stream,
+            Arc::clone(&self.outbox_rx),
+            &self.shared,
+            &self.publisher,
+            &self.subscriber,
+        )
+        .into();
+        Ok(())
     }
 
     /// Stops publishing our video track, as a camera switched off: the track is removed
@@ -290,13 +322,24 @@ impl Participant {
 
     /// Sends any text frame (for bad-input tests).
     pub fn send_raw(&self, text: impl Into<String>) {
-        let _ = self.shared.outbox.send(WsMessage::Text(text.into()));
+        self.shared.send_text(text.into());
     }
 
     /// Leaves cleanly and waits for the server to close the socket.
     pub async fn leave(self) -> ClientResult<()> {
+        // After a resume the old socket's close is in the log already: wait for a new one.
+        let closes = |events: &[Event]| {
+            events
+                .iter()
+                .filter(|e| matches!(e, Event::Closed(_)))
+                .count()
+        };
+        let before = closes(&self.events());
         self.shared.send(&ClientMessage::Leave {});
-        self.wait_closed(Duration::from_secs(5)).await.map(|_| ())
+        self.wait_for("the socket to close", Duration::from_secs(5), |events| {
+            (closes(events) > before).then_some(())
+        })
+        .await
     }
 
     /// Waits until the WebSocket is closed; returns the close code, if there was one.
@@ -313,7 +356,7 @@ impl Participant {
     /// Vanishes like a crashed tab: the TCP connection drops with no close frame (the
     /// peer connections are closed as the participant is dropped).
     pub fn vanish(mut self) {
-        for t in self.tasks.drain(..) {
+        for t in self.tasks.drain(..).chain(self.socket_tasks.drain(..)) {
             t.abort();
         }
     }
@@ -353,7 +396,8 @@ impl Participant {
 impl Drop for Participant {
     fn drop(&mut self) {
         let video = self.video.take().map(|v| v.tasks).unwrap_or_default();
-        for t in self.tasks.drain(..).chain(video) {
+        let socket = self.socket_tasks.drain(..);
+        for t in self.tasks.drain(..).chain(video).chain(socket) {
             t.abort();
         }
         let (p, s) = (Arc::clone(&self.publisher), Arc::clone(&self.subscriber));

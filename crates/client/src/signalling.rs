@@ -19,7 +19,7 @@ use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 
-use crate::events::{Event, OfferHandling, Shared, Step, Timeline};
+use crate::events::{lock, Event, OfferHandling, Shared, Step, Timeline};
 use crate::{ClientError, ClientResult, ParticipantOptions};
 use plaza_protocol::{
     ClientMessage, IceCandidate, IceServer, ParticipantInfo, PeerTarget, ServerMessage,
@@ -34,6 +34,7 @@ pub(crate) struct Joined {
     pub(crate) id: String,
     pub(crate) others: Vec<ParticipantInfo>,
     pub(crate) ice_servers: Vec<IceServer>,
+    pub(crate) resume_token: Option<String>,
     /// Connect, socket open and `joined`, for the join timeline.
     pub(crate) timeline: Timeline,
 }
@@ -64,12 +65,14 @@ pub(crate) async fn connect(
                 participant_id,
                 participants,
                 ice_servers,
+                resume_token,
                 ..
             }) => {
                 break Joined {
                     id: participant_id.to_string(),
                     others: participants,
                     ice_servers,
+                    resume_token,
                     timeline: Timeline {
                         started,
                         socket_open,
@@ -94,10 +97,73 @@ fn json(m: &ClientMessage) -> String {
 
 /// Starts the socket's two tasks once the publisher offer is queued: the writer (which
 /// sends the offer and everything after it) and the reader (`signalling`).
+/// Opens a new socket and takes over our participant with the resume token: sends
+/// `resume`, waits for `resumed`, drops what the outbox still holds and sends again, in
+/// order, every message the server says it did not get. Then `start` goes on.
+pub(crate) async fn resume(
+    url: &str,
+    shared: &Shared,
+    outbox_rx: &Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<WsMessage>>>,
+) -> ClientResult<(SocketSink, SocketStream)> {
+    let (token, received) = {
+        let r = lock(&shared.resume);
+        let token = r
+            .token
+            .clone()
+            .ok_or_else(|| ClientError::Protocol("no resume token".into()))?;
+        (token, r.received)
+    };
+    let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+    let (mut sink, mut stream) = ws.split();
+    sink.send(WsMessage::Text(json(&ClientMessage::Resume {
+        token,
+        received,
+    })))
+    .await?;
+    let server_received = loop {
+        let msg = stream
+            .next()
+            .await
+            .ok_or_else(|| ClientError::Protocol("closed before resumed".into()))??;
+        let WsMessage::Text(text) = msg else { continue };
+        match serde_json::from_str::<ServerMessage>(&text) {
+            Ok(ServerMessage::Resumed {
+                resume_token,
+                received,
+                ..
+            }) => {
+                lock(&shared.resume).token = Some(resume_token);
+                break received;
+            }
+            Ok(ServerMessage::Error { code, message }) => {
+                return Err(ClientError::Refused { code, message })
+            }
+            Ok(_) => continue,
+            Err(e) => return Err(ClientError::Protocol(format!("{e}: {text}"))),
+        }
+    };
+    // The old writer is gone (aborted), so the receiver is free.
+    let mut rx = outbox_rx.lock().await;
+    let again: Vec<String> = {
+        let r = lock(&shared.resume);
+        while rx.try_recv().is_ok() {} // all of it is in the log too
+        r.sent
+            .iter()
+            .filter(|(n, _)| *n > server_received)
+            .map(|(_, text)| text.clone())
+            .collect()
+    };
+    drop(rx);
+    for text in again {
+        sink.send(WsMessage::Text(text)).await?;
+    }
+    Ok((sink, stream))
+}
+
 pub(crate) fn start(
     sink: SocketSink,
     stream: SocketStream,
-    outbox_rx: mpsc::UnboundedReceiver<WsMessage>,
+    outbox_rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<WsMessage>>>,
     shared: &Arc<Shared>,
     publisher: &Arc<RTCPeerConnection>,
     subscriber: &Arc<RTCPeerConnection>,
@@ -114,7 +180,11 @@ pub(crate) fn start(
 
 /// Writes the outbox to the socket until either ends, then closes the socket. Everything
 /// we send goes through the outbox, so callbacks (candidates) never wait on the socket.
-async fn write_socket(mut sink: SocketSink, mut outbox_rx: mpsc::UnboundedReceiver<WsMessage>) {
+async fn write_socket(
+    mut sink: SocketSink,
+    outbox_rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<WsMessage>>>,
+) {
+    let mut outbox_rx = outbox_rx.lock().await;
     while let Some(m) = outbox_rx.recv().await {
         if sink.send(m).await.is_err() {
             break;
@@ -187,6 +257,9 @@ async fn signalling(
         let Ok(msg) = serde_json::from_str::<ServerMessage>(&text) else {
             continue;
         };
+        if !matches!(msg, ServerMessage::Pong | ServerMessage::Resumed { .. }) {
+            lock(&shared.resume).received += 1;
+        }
         match msg {
             ServerMessage::Answer { sdp, .. } => {
                 shared.timeline.mark(Step::PublisherAnswer);

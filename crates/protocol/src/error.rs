@@ -50,6 +50,8 @@ pub enum ProtocolError {
     /// An operator closed the room for a while (admin API).
     #[error("{0}")]
     RoomClosed(String),
+    #[error("{0}")]
+    ResumeFailed(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -80,6 +82,7 @@ impl ProtocolError {
             ServerShutdown => "server_shutdown",
             Kicked(_) => "kicked",
             RoomClosed(_) => "room_closed",
+            ResumeFailed(_) => "resume_failed",
             Internal(_) => "internal",
         }
     }
@@ -122,6 +125,7 @@ impl ProtocolError {
         "server_shutdown",
         "kicked",
         "room_closed",
+        "resume_failed",
         "internal",
     ];
 }
@@ -154,6 +158,7 @@ mod tests {
             ProtocolError::ServerShutdown,
             ProtocolError::Kicked(String::new()),
             ProtocolError::RoomClosed(String::new()),
+            ProtocolError::ResumeFailed(String::new()),
             ProtocolError::Internal(String::new()),
         ];
         let codes: Vec<_> = samples.iter().map(|e| e.code()).collect();

@@ -129,6 +129,8 @@ struct Model {
     changed: bool,
     /// Offers made again whose late answers are still forgiven (at most 4).
     superseded: u32,
+    /// The client asked for an ICE restart that no offer has made yet.
+    ice_restart: bool,
     has_tracks: bool,
     /// Messages the rate limit let through, and when the limit was last reported.
     accepted: u64,
@@ -203,6 +205,7 @@ pub fn signalling(data: &[u8]) {
             deferred_answers: 0,
             in_flight: false,
             superseded: 0,
+            ice_restart: false,
             offered_once: false,
             changed: false,
             has_tracks: false,
@@ -297,6 +300,8 @@ impl Harness {
                 return;
             }
             (_, ClientMessage::Join { .. }) => assert_eq!(code, Some("already_joined")),
+            // Only a new socket's first frame may resume; the socket handles that.
+            (_, ClientMessage::Resume { .. }) => assert_eq!(code, Some("out_of_order")),
             (Phase::Connected, _) => assert_eq!(code, Some("not_joined")),
             (Phase::Joining, _) => assert_eq!(code, Some("out_of_order")),
             (Phase::Joined, ClientMessage::Offer { target, sdp }) => {
@@ -340,6 +345,14 @@ impl Harness {
             }
             (Phase::Joined, ClientMessage::Mute { kind, muted }) => {
                 assert_eq!(result, Ok(Action::SetMuted(kind, muted)));
+            }
+            (Phase::Joined, ClientMessage::RestartIce {}) => {
+                assert_eq!(result, Ok(Action::RestartIce));
+                // Only a connection that was offered has ICE to restart.
+                self.m.ice_restart |= self.m.offered_once;
+                // The actor asks for an offer, as for a room change.
+                let flags = u8::from(self.m.has_tracks);
+                self.room_changed(flags);
             }
             (Phase::Joined, ClientMessage::Leave {}) => {
                 assert_eq!(result, Ok(Action::Leave));
@@ -440,6 +453,7 @@ impl Harness {
             let has_tracks = self.m.has_tracks;
             assert!(self.s.offer_needed(has_tracks), "the due offer is made");
             self.m.in_flight = true;
+            self.offer_made();
         }
     }
 
@@ -453,6 +467,7 @@ impl Harness {
             "exactly an offer in flight is made again"
         );
         if again {
+            self.offer_made();
             self.m.changed = false;
             self.m.superseded = (self.m.superseded + 1).min(4);
             assert!(
@@ -460,6 +475,16 @@ impl Harness {
                 "the replaced offer's timer is stale"
             );
         }
+    }
+
+    /// An offer is being made: it restarts ICE exactly when the client asked since the
+    /// last one.
+    fn offer_made(&mut self) {
+        assert_eq!(
+            self.s.take_ice_restart(),
+            std::mem::take(&mut self.m.ice_restart),
+            "an offer restarts ICE exactly when asked"
+        );
     }
 
     /// A member published or unpublished a track; the actor asks for an offer.
@@ -482,6 +507,7 @@ impl Harness {
         );
         if offer {
             self.m.offered_once = true;
+            self.offer_made();
             if flags & 2 != 0 {
                 self.s.offer_failed();
             } else {

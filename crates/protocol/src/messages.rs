@@ -82,6 +82,17 @@ pub enum ClientMessage {
     },
     Leave {},
     Ping {},
+    /// The first message on a new socket: take over the participant the resume token
+    /// was issued for (its peer connections, tracks and subscriptions live on).
+    Resume {
+        token: String,
+        /// How many server messages the client received since `joined` (`resumed`
+        /// not counted): the server sends again the ones after that.
+        received: u64,
+    },
+    /// The client's path changed or died: re-offer the subscriber connection with new
+    /// ICE credentials (the client restarts its publisher connection itself).
+    RestartIce {},
 }
 
 const CLIENT_TYPES: &[&str] = &[
@@ -92,6 +103,8 @@ const CLIENT_TYPES: &[&str] = &[
     "mute",
     "leave",
     "ping",
+    "resume",
+    "restart_ice",
 ];
 
 impl ClientMessage {
@@ -124,6 +137,8 @@ impl ClientMessage {
             ClientMessage::Mute { .. } => "mute",
             ClientMessage::Leave {} => "leave",
             ClientMessage::Ping {} => "ping",
+            ClientMessage::Resume { .. } => "resume",
+            ClientMessage::RestartIce {} => "restart_ice",
         }
     }
 }
@@ -169,6 +184,19 @@ pub enum ServerMessage {
         participants: Vec<ParticipantInfo>,
         ice_servers: Vec<IceServer>,
         limits: Limits,
+        /// Resumes this participant on a new socket (`resume`); absent when the
+        /// server does not keep participants whose socket dropped.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_token: Option<String>,
+    },
+    /// A `resume` went through: the participant is back on this socket. The token is
+    /// single-use: the next resume needs this new one.
+    Resumed {
+        participant_id: ParticipantId,
+        resume_token: String,
+        /// How many client messages the server received since `joined`: the client
+        /// sends again the ones after that.
+        received: u64,
     },
     ParticipantJoined {
         participant: ParticipantInfo,

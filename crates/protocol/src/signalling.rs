@@ -52,6 +52,8 @@ pub enum Action {
     ApplyAnswer(String),
     AddCandidate(PeerTarget, Option<IceCandidate>),
     SetMuted(MediaKind, bool),
+    /// Re-offer the subscriber connection (with new ICE credentials: `take_ice_restart`).
+    RestartIce,
     Leave,
     /// Nothing to do (a message dropped by the rate limit, already reported).
     Nothing,
@@ -68,6 +70,8 @@ pub enum Phase {
 #[derive(Debug, Default, Clone)]
 struct Negotiation {
     in_flight: bool,
+    /// The client asked for an ICE restart: the next offer makes new credentials.
+    ice_restart: bool,
     /// Something changed while an offer was in flight: offer again after the answer.
     pending: bool,
     /// An offer was made before: from then on, even "no tracks" must be offered.
@@ -136,6 +140,11 @@ impl Signalling {
         match msg {
             ClientMessage::Ping {} => Ok(Action::Reply(ServerMessage::Pong)),
             ClientMessage::Join { room, name, token } => self.join(&room, &name, token.as_deref()),
+            // The socket takes a `resume` before a participant exists; one that reaches
+            // a participant came too late.
+            ClientMessage::Resume { .. } => Err(ProtocolError::OutOfOrder(
+                "resume must be the first message on a new connection".into(),
+            )),
             _ if self.phase == Phase::Joining => Err(ProtocolError::OutOfOrder(
                 "wait for `joined` before sending this".into(),
             )),
@@ -146,8 +155,19 @@ impl Signalling {
                 Ok(Action::AddCandidate(target, candidate))
             }
             ClientMessage::Mute { kind, muted } => Ok(Action::SetMuted(kind, muted)),
+            ClientMessage::RestartIce {} => {
+                // A connection never offered has no ICE session to restart.
+                self.negotiation.ice_restart |= self.negotiation.offered_once;
+                Ok(Action::RestartIce)
+            }
             ClientMessage::Leave {} => Ok(Action::Leave),
         }
+    }
+
+    /// Whether the offer being made now must restart ICE (asked by `restart_ice`);
+    /// clears the request.
+    pub fn take_ice_restart(&mut self) -> bool {
+        std::mem::take(&mut self.negotiation.ice_restart)
     }
 
     fn join(

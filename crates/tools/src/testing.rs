@@ -35,6 +35,9 @@ pub fn loopback_config() -> Config {
     c.heartbeat.timeout = Duration::from_millis(1500);
     // Every test client connects from 127.0.0.1; tests of the caps set their own.
     c.limits.max_connections_per_ip = 10_000;
+    // A participant dropped by a test is gone at once, as tests expect; the resume
+    // tests (tests/resume.rs) set a grace period.
+    c.session.resume_grace = Duration::ZERO;
     c
 }
 

@@ -1,0 +1,168 @@
+// A network change mid-call: two Chromium pages on two hosts (network namespaces on a
+// bridge, the server on the bridge's own address). One host's address changes (old one
+// removed, new one added, its routes go with it). The page must notice, move its
+// signalling to a new socket (session resume) and restart ICE on both connections:
+// within 5 s both sides decode each other's video again, the participant ids stay, and
+// nobody is told of a leave or a join.
+//
+// Needs root (ip netns, veth, bridge); run.sh runs it inside `unshare -n` like the rest.
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { OUT_DIR, PlazaServer, joinRoom, launchBrowser, remoteMedia, waitFor } from './harness.mjs';
+
+const ip = (...args) => execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+const tag = process.pid % 100000;
+const BRIDGE = `pzb${tag}`;
+const SERVER_IP = '198.18.0.1';
+const hosts = {
+  ann: { ns: `pz-ann-${tag}`, veth: `pza${tag}`, addr: '198.18.0.10' },
+  ben: { ns: `pz-ben-${tag}`, veth: `pzb${tag}x`, addr: '198.18.0.11' },
+};
+const NEW_ADDR = '198.18.0.20';
+
+/** A host: its own namespace, a veth into it, the other end on the bridge. */
+function makeHost(h) {
+  ip('netns', 'add', h.ns);
+  ip('link', 'add', h.veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', h.ns);
+  ip('link', 'set', h.veth, 'master', BRIDGE, 'up');
+  ip('-n', h.ns, 'link', 'set', 'lo', 'up');
+  ip('-n', h.ns, 'addr', 'add', `${h.addr}/24`, 'dev', 'eth0');
+  ip('-n', h.ns, 'link', 'set', 'eth0', 'up');
+}
+
+/**
+ * Chromium inside the host's namespace: Playwright starts whatever executablePath
+ * names. The page is on http://198.18.0.1, not localhost: camera access needs the
+ * origin treated as secure.
+ */
+function chromiumIn(h, origin) {
+  const wrapper = path.join(OUT_DIR, `chromium-${h.ns}.sh`);
+  fs.writeFileSync(
+    wrapper,
+    `#!/bin/sh\nexec ip netns exec ${h.ns} /usr/bin/chromium --unsafely-treat-insecure-origin-as-secure=${origin} "$@"\n`,
+    { mode: 0o755 },
+  );
+  return wrapper;
+}
+
+function cleanUp() {
+  for (const h of Object.values(hosts)) {
+    try { ip('netns', 'del', h.ns); } catch { /* not made */ }
+    try { ip('link', 'del', h.veth); } catch { /* gone with the namespace */ }
+  }
+  try { ip('link', 'del', BRIDGE); } catch { /* not made */ }
+}
+
+/** Records the signalling messages a page receives, by type, with when they came. */
+function recordSignalling(page) {
+  const received = [];
+  const t = () => new Date().toISOString().slice(11, 23);
+  page.on('console', (msg) => {
+    if (msg.text().startsWith('plaza:')) console.log(`${t()} console: ${msg.text()}`);
+  });
+  page.on('websocket', (ws) => {
+    ws.on('close', () => console.log(`${t()} socket closed`));
+    ws.on('framereceived', (f) => {
+      try {
+        received.push({ at: Date.now(), type: JSON.parse(f.payload).type });
+      } catch { /* not JSON */ }
+    });
+  });
+  return received;
+}
+
+const decodedFrom = async (p, other) => (await remoteMedia(p.page))[other.id]?.framesDecoded ?? 0;
+
+describe('ICE restart on a network change', { concurrency: 1 }, () => {
+  let server;
+  const browsers = [];
+  const people = {};
+
+  before(async () => {
+    fs.mkdirSync(OUT_DIR, { recursive: true });
+    cleanUp();
+    ip('link', 'add', BRIDGE, 'type', 'bridge');
+    ip('addr', 'add', `${SERVER_IP}/24`, 'dev', BRIDGE);
+    ip('link', 'set', BRIDGE, 'up');
+    for (const h of Object.values(hosts)) makeHost(h);
+    server = await PlazaServer.start({
+      logName: 'ice-restart-server.log',
+      listenHost: '0.0.0.0',
+      iceIp: SERVER_IP,
+      heartbeatTimeout: '15s',
+      resumeGrace: '20s',
+    });
+  });
+
+  after(async () => {
+    for (const b of browsers) await b.close().catch(() => {});
+    await server?.stop();
+    cleanUp();
+    if (server) console.log(`server log: ${server.logPath}`);
+  });
+
+  test('a page whose address changes decodes again within 5 s, with no leave and no join', { timeout: 120_000 }, async () => {
+    const pageServer = { base: `http://${SERVER_IP}:${server.port}` };
+    const signalling = {};
+    for (const [name, h] of Object.entries(hosts)) {
+      const browser = await launchBrowser({ executablePath: chromiumIn(h, pageServer.base) });
+      browsers.push(browser);
+      const label = name[0].toUpperCase() + name.slice(1);
+      people[name] = await joinRoom(browser, pageServer, {
+        room: 'move',
+        name: label,
+        beforeGoto: async (context) => {
+          context.on('page', (page) => (signalling[name] = recordSignalling(page)));
+        },
+      });
+    }
+    const { ann, ben } = people;
+    for (const [p, other] of [[ann, ben], [ben, ann]]) {
+      await waitFor(async () => (await decodedFrom(p, other)) > 30, { timeout: 20_000, message: `${p.name} to decode ${other.name}'s video` });
+    }
+    const ids = { ann: ann.id, ben: ben.id };
+
+    // Ann's host moves: the old address goes (and the route through it), a new one comes.
+    const t0 = Date.now();
+    const before = { ann: await decodedFrom(ann, ben), ben: await decodedFrom(ben, ann) };
+    ip('-n', hosts.ann.ns, 'addr', 'del', `${hosts.ann.addr}/24`, 'dev', 'eth0');
+    ip('-n', hosts.ann.ns, 'addr', 'add', `${NEW_ADDR}/24`, 'dev', 'eth0');
+    console.log(`${new Date().toISOString().slice(11, 23)} Ann's address changed`);
+
+    // Whatever the jitter buffers held is decoded within a second of the path dying;
+    // from then on, frames decoded are frames that came over the new path.
+    await new Promise((r) => setTimeout(r, 1000));
+    const stalled = { ann: await decodedFrom(ann, ben), ben: await decodedFrom(ben, ann) };
+    console.log(`frames decoded: before ${JSON.stringify(before)}, 1 s after the change ${JSON.stringify(stalled)}`);
+    const recovered = {};
+    await Promise.all([
+      [ann, ben, 'ann'],
+      [ben, ann, 'ben'],
+    ].map(async ([p, other, key]) => {
+      await waitFor(async () => (await decodedFrom(p, other)) > stalled[key] + 5, {
+        timeout: Number(process.env.RECOVERY_TIMEOUT_MS ?? 4_000),
+        interval: 100,
+        message: `${p.name} to decode ${other.name}'s video again after the address change`,
+      });
+      recovered[key] = Date.now() - t0;
+    }));
+    console.log(`decoding again after the address change: Ann ${recovered.ann} ms, Ben ${recovered.ben} ms`);
+
+    // Same participants, and nobody was told anyone left or joined.
+    assert.equal(await ann.page.evaluate(() => window.plaza.participantId), ids.ann);
+    assert.equal(await ben.page.evaluate(() => window.plaza.participantId), ids.ben);
+    for (const [name, received] of Object.entries(signalling)) {
+      const churn = received.filter((m) => m.at >= t0 && ['participant_left', 'participant_joined'].includes(m.type));
+      assert.deepEqual(churn, [], `${name} was told of a leave or join`);
+    }
+    const annTypes = signalling.ann.filter((m) => m.at >= t0).map((m) => m.type);
+    assert.ok(annTypes.includes('resumed'), `Ann resumed her session (got ${annTypes.join(', ')})`);
+    assert.deepEqual(ann.errors, []);
+    assert.deepEqual(ben.errors, []);
+  });
+});
