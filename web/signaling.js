@@ -35,6 +35,7 @@ const FATAL_CODES = new Set([
   'too_many_rooms',
   'unauthorized',
   'kicked',
+  'room_closed',
   'invalid_room',
   'invalid_name',
   'already_joined',
