@@ -39,7 +39,8 @@ impl Plaza {
         config.validate()?;
         let media = MediaPlane::new(&config.ice, config.media_threads)?;
         // What browsers will be offered, and a loud warning when none could reach us.
-        crate::ice_addresses::plan(&config.ice, &crate::rtc::local_addresses()).log();
+        crate::ice_addresses::announced_addresses(&config.ice, &crate::rtc::local_addresses())
+            .log();
         let tokens = (!config.auth.secret.is_empty())
             .then(|| Arc::new(TokenVerifier::new(&config.auth.secret)));
         if tokens.is_none() {

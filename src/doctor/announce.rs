@@ -1,8 +1,8 @@
 //! The announced-addresses check: one line per address the server will put in its ICE
 //! candidates, and a loud failure or warning when no browser could reach any of them.
 
-use super::addresses::{scope, Announcement, Scope};
 use super::report::Check;
+use crate::ice_addresses::{scope, Announcement, Problem, Scope};
 
 pub fn check(a: &Announcement) -> Vec<Check> {
     let mut out = Vec::new();
@@ -48,27 +48,29 @@ pub fn check(a: &Announcement) -> Vec<Check> {
             "add a public/local pair for it to ice.nat_1to1_ips, or leave it out with ice.ips",
         ));
     }
-    let best = a
-        .addresses
-        .iter()
-        .map(|x| x.scope())
-        .min_by_key(|s| match s {
-            Scope::Public => 0,
-            Scope::Private => 1,
-            Scope::LinkLocal => 2,
-            Scope::Loopback => 3,
-        });
-    match best {
-        Some(Scope::Public) => {}
-        Some(Scope::Private) => out.push(Check::warn(
+    for s in &a.via_servers {
+        let what = if s.relay {
+            "relayed candidates through TURN"
+        } else {
+            "server-reflexive candidates from STUN"
+        };
+        out.push(Check::ok(
+            "address",
+            format!("announces {what} {} (ice.servers)", s.url),
+        ));
+    }
+    // The same verdict as the startup log's warning.
+    match &a.problem {
+        None => {}
+        Some(Problem::OnlyPrivate(_)) => out.push(Check::warn(
             "address",
             "NO PUBLIC ADDRESS: the server announces only private addresses, so browsers \
              outside its network cannot send it media",
             "if the host has a public IP through 1:1 NAT (cloud VMs, Docker), set \
-             ice.nat_1to1_ips to it (--nat-1to1-ip, PLAZA_NAT_1TO1_IPS); a LAN-only \
-             deployment can ignore this",
+             ice.nat_1to1_ips to it (--nat-1to1-ip, PLAZA_NAT_1TO1_IPS), or give the server \
+             a TURN server (ice.servers); a LAN-only deployment can ignore this",
         )),
-        _ => out.push(Check::fail(
+        Some(Problem::NoAddress | Problem::OnlyThisMachine(_)) => out.push(Check::fail(
             "address",
             format!(
                 "NO ADDRESS A BROWSER CAN REACH: the server would announce {}",

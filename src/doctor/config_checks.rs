@@ -5,10 +5,10 @@
 
 use std::net::IpAddr;
 
-use super::addresses::{scope, LocalAddress, NatMapping, Scope};
 use super::report::Check;
 use super::urls::IceUrl;
 use crate::config::Config;
+use crate::ice_addresses::{scope, LocalAddress, NatMapping, Scope};
 
 pub fn check(config: &Config, interfaces: &[LocalAddress]) -> Vec<Check> {
     let mut out = Vec::new();

@@ -4,13 +4,13 @@
 //! exit when something fails.
 //!
 //! In order: configuration mistakes the server would only meet at the first call
-//! (`config_checks`); the addresses the server will announce ([`addresses`],
+//! (`config_checks`); the addresses the server will announce
+//! ([`crate::ice_addresses`], the same function as the startup log, checked in
 //! `announce`); the address a STUN server sees (`public_address`); TURN allocations
 //! with the credentials Plaza mints, per server and transport (`turn_checks`); and the
 //! media UDP port, reached from a TURN relay ([`reachability`]). Only
 //! [`crate::rtc::probe`] speaks STUN/TURN.
 
-pub mod addresses;
 mod announce;
 mod config_checks;
 mod public_address;
@@ -22,9 +22,9 @@ pub mod urls;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use self::addresses::{announced_addresses, AnnouncedAddress, Announcement, LocalAddress};
 pub use self::report::{Check, Report, Status};
 use crate::config::Config;
+use crate::ice_addresses::announced_addresses;
 use crate::rtc::probe;
 
 /// What `plaza doctor` takes besides the server's configuration.
@@ -36,20 +36,11 @@ pub struct Options {
     pub ca_file: Option<PathBuf>,
 }
 
-/// The host's addresses with their interfaces, as the ICE agent lists them.
-pub async fn local_addresses() -> Vec<LocalAddress> {
-    probe::interface_addresses()
-        .await
-        .into_iter()
-        .map(|(interface, ip)| LocalAddress { interface, ip })
-        .collect()
-}
-
 /// Runs every check against `config` on this host.
 pub async fn run(config: &Config, options: &Options) -> Report {
     let mut report = Report::default();
     report.push(Check::ok("config", "configuration loaded and valid"));
-    let interfaces = local_addresses().await;
+    let interfaces = crate::rtc::local_addresses();
     report.extend(config_checks::check(config, &interfaces));
 
     let announced = announced_addresses(&config.ice, &interfaces);

@@ -5,10 +5,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::addresses::{Announcement, NatMapping};
 use super::report::Check;
 use super::urls::IceUrl;
 use crate::config::Config;
+use crate::ice_addresses::{Announcement, NatMapping};
 use crate::rtc::probe;
 
 /// STUN servers to ask: the `stun:` URLs of `ice_servers`, else the TURN servers (a

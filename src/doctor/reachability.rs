@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
-use super::addresses::{Announcement, MediaPorts, Scope};
 use super::report::Check;
 use super::turn_checks::Relay;
+use crate::ice_addresses::{Announcement, MediaPorts, Scope};
 
 pub async fn check(
     announced: &Announcement,

@@ -192,13 +192,14 @@ impl MediaPlane {
 }
 
 /// Every address of every local interface, as webrtc-ice lists them when it gathers
-/// host candidates (for `ice_addresses::plan`).
+/// host candidates (the same call its `Net` makes), sorted, for
+/// [`crate::ice_addresses::announced_addresses`]: the startup log and `plaza doctor`.
 pub fn local_addresses() -> Vec<crate::ice_addresses::LocalAddress> {
     let interfaces = webrtc::util::ifaces::ifaces().unwrap_or_else(|e| {
         tracing::warn!("cannot list network interfaces: {e}");
         Vec::new()
     });
-    interfaces
+    let mut out: Vec<crate::ice_addresses::LocalAddress> = interfaces
         .into_iter()
         .filter_map(|i| {
             Some(crate::ice_addresses::LocalAddress {
@@ -206,7 +207,10 @@ pub fn local_addresses() -> Vec<crate::ice_addresses::LocalAddress> {
                 interface: i.name,
             })
         })
-        .collect()
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn build_api(ice: &IceConfig, udp_mux: Option<Arc<UDPMuxDefault>>) -> Result<API> {

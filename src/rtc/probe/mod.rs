@@ -6,12 +6,11 @@
 mod stream;
 mod tls;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use webrtc::turn::client::{Client, ClientConfig};
-use webrtc::util::vnet::net::Net;
 use webrtc::util::Conn;
 
 pub use self::tls::{load_roots, TlsRoots};
@@ -107,21 +106,6 @@ impl From<std::io::Error> for ProbeError {
     fn from(e: std::io::Error) -> Self {
         ProbeError::Io(e.to_string())
     }
-}
-
-/// The host's addresses with their interface names, as webrtc-ice lists them when it
-/// gathers host candidates (the same call), so the doctor reports what the server
-/// would see.
-pub async fn interface_addresses() -> Vec<(String, IpAddr)> {
-    let net = Net::new(None);
-    let mut out = Vec::new();
-    for iface in net.get_interfaces().await {
-        for net in iface.addrs() {
-            out.push((iface.name().to_string(), net.addr()));
-        }
-    }
-    out.sort();
-    out
 }
 
 /// The address `server` sees a fresh UDP socket of this host as (a STUN Binding).
