@@ -8,9 +8,15 @@
 //! ## Two planes
 //!
 //! **Control plane: actix actors** (slow, stateful, ordered).
-//! - [`session::WsSession`], one per WebSocket: parses client messages, keeps the
-//!   heartbeat, owns the participant's two peer connections, turns webrtc-rs callbacks
-//!   into actor messages (`do_send` only), and pushes server messages to the browser.
+//! - [`session::WsSocket`], one per WebSocket, thin: admission (Origin, connection
+//!   caps, the client's address behind trusted proxies, all checked before the
+//!   upgrade), the heartbeat, frames in and out, and `resume` as a first frame.
+//! - [`session::WsSession`], one per participant, behind its socket: parses client
+//!   messages, owns the participant's two peer connections, turns webrtc-rs callbacks
+//!   into actor messages (`do_send` only), and sends server messages through the
+//!   socket. It outlives a socket that drops without a close frame for
+//!   `session.resume_grace`, so a client on a new network resumes (same participant,
+//!   tracks and subscriptions) and restarts ICE instead of joining again.
 //! - [`room::Room`], one per room, started on first join and stopped when the last
 //!   member leaves: membership, published tracks, who subscribes to what, chat relay.
 //! - [`registry::Registry`] (`dashmap`): every live connection and room. Entries are
