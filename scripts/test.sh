@@ -49,7 +49,7 @@ set +e
   set -o pipefail   # a failing test run must not hide behind tee
   ip link set lo up || exit 1
   echo "interfaces in the namespace: $(ls /sys/class/net | tr "\n" " ")"
-  cargo test --offline --all-targets 2>&1 | tee "$0/cargo-test.log"; rust=$?
+  cargo test --offline --all-targets --no-fail-fast 2>&1 | tee "$0/cargo-test.log"; rust=$?
   tests/e2e/run.sh 2>&1 | tee "$0/e2e.log"; e2e=$?
   exit $(( rust != 0 || e2e != 0 ))
 ' "$log"

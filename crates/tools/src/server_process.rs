@@ -178,6 +178,11 @@ pub fn loopback_command(
         "1000000".into(),
         "--max-connections-per-ip".into(),
         "1000000".into(),
+        // A participant whose socket vanishes is gone at once, as with the in-process
+        // test server: the soak's abrupt leaves would otherwise wait out the resume
+        // grace (20 s) and fill their rooms (tests/resume.rs covers the grace itself).
+        "--resume-grace".into(),
+        "0s".into(),
     ];
     if let Some(n) = media_threads {
         v.extend(["--media-threads".into(), n.to_string()]);
