@@ -20,11 +20,9 @@ use serde::{Deserialize, Serialize};
 use plaza_protocol::auth::secrets_equal;
 use plaza_protocol::{ParticipantId, RoomId};
 
+use crate::bans::MAX_BAN;
 use crate::room::{CloseRoom, Describe, Kick, RoomSnapshot};
 use crate::state::AppState;
-
-/// The longest ban or closure the API (and the defaults) accept: 30 days.
-pub const MAX_BAN: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -15,6 +15,11 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use plaza_protocol::{ProtocolError, RoomId};
 
+/// The longest ban or closure the admin API (and the defaults) accept: 30 days. Here,
+/// in a leaf module, so the configuration can check its defaults against it without
+/// importing the admin API.
+pub const MAX_BAN: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Who a kick keeps out.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Rejoiner {

@@ -344,12 +344,12 @@ impl Config {
             ("admin.kick_ban", self.admin.kick_ban),
             ("admin.room_closed_for", self.admin.room_closed_for),
         ] {
-            if d > crate::admin::MAX_BAN {
+            if d > crate::bans::MAX_BAN {
                 return bad(
                     key,
                     format!(
                         "at most {}",
-                        humantime::format_duration(crate::admin::MAX_BAN)
+                        humantime::format_duration(crate::bans::MAX_BAN)
                     ),
                 );
             }
