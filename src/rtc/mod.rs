@@ -120,15 +120,7 @@ impl MediaPlane {
             stats: Arc::new(MediaStats::default()),
             udp_mux,
             udp_mux_addr,
-            ice_servers: ice
-                .servers
-                .iter()
-                .map(|s| RTCIceServer {
-                    urls: s.urls.clone(),
-                    username: s.username.clone().unwrap_or_default(),
-                    credential: s.credential.clone().unwrap_or_default(),
-                })
-                .collect(),
+            ice_servers: plaza_rtc::rtc_ice_servers(&ice.servers),
         }))
     }
 

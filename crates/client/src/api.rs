@@ -6,7 +6,6 @@ use std::net::IpAddr;
 use webrtc::api::media_engine::MediaEngine;
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::APIBuilder;
-use webrtc::ice_transport::ice_server::RTCIceServer;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy;
 
@@ -38,14 +37,7 @@ pub fn build_client_api(ice_ips: &[IpAddr]) -> ClientResult<webrtc::api::API> {
 /// `relay_only` only relayed candidates, like a client behind a strict firewall.
 pub(crate) fn rtc_configuration(ice_servers: &[IceServer], relay_only: bool) -> RTCConfiguration {
     RTCConfiguration {
-        ice_servers: ice_servers
-            .iter()
-            .map(|s| RTCIceServer {
-                urls: s.urls.clone(),
-                username: s.username.clone().unwrap_or_default(),
-                credential: s.credential.clone().unwrap_or_default(),
-            })
-            .collect(),
+        ice_servers: plaza_rtc::rtc_ice_servers(ice_servers),
         ice_transport_policy: if relay_only {
             RTCIceTransportPolicy::Relay
         } else {

@@ -76,3 +76,18 @@ pub fn tune_ice(s: &mut SettingEngine) {
 pub const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(20);
 /// How long a pair may go unanswered before it fails (see `tune_ice`).
 pub const ICE_CHECK_BUDGET: Duration = Duration::from_secs(5);
+
+/// The protocol's STUN/TURN servers (what `joined` hands a client, and the server's own
+/// `ice.servers`) as webrtc-rs wants them in an `RTCConfiguration`.
+pub fn rtc_ice_servers(
+    servers: &[plaza_protocol::IceServer],
+) -> Vec<webrtc::ice_transport::ice_server::RTCIceServer> {
+    servers
+        .iter()
+        .map(|s| webrtc::ice_transport::ice_server::RTCIceServer {
+            urls: s.urls.clone(),
+            username: s.username.clone().unwrap_or_default(),
+            credential: s.credential.clone().unwrap_or_default(),
+        })
+        .collect()
+}
