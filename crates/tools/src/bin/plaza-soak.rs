@@ -236,6 +236,7 @@ async fn run(args: Args) -> Result<bool> {
     print_cycles("warm-up", &warmup);
     let settled = settle(pid, addr, args.settle_timeout, None).await?;
     let after_warmup = sample(pid, addr, "after warm-up", t0, 0).await?;
+    let kinds_after_warmup = procstat::fd_kinds(pid);
     println!(
         "baseline after warm-up (settled in {:.1} s): {} fds, RSS {}",
         settled.as_secs_f64(),
@@ -307,9 +308,30 @@ async fn run(args: Args) -> Result<bool> {
         }
     }
     if end.open_fds != after_warmup.open_fds {
+        // Which kinds differ, so a leak says what it is (a UDP socket of a peer
+        // connection, an eventfd of a runtime, a TCP socket of a client...).
+        let kinds_end = procstat::fd_kinds(pid);
+        let mut changed: Vec<String> = kinds_end
+            .keys()
+            .chain(kinds_after_warmup.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter_map(|k| {
+                let (a, b) = (
+                    kinds_after_warmup.get(k).copied().unwrap_or(0),
+                    kinds_end.get(k).copied().unwrap_or(0),
+                );
+                (a != b).then(|| format!("{k} {a} -> {b}"))
+            })
+            .collect();
+        if changed.is_empty() {
+            changed.push("no kind changed its count".into());
+        }
         violations.push(format!(
-            "open fds: {} at the end, {} after warm-up",
-            end.open_fds, after_warmup.open_fds
+            "open fds: {} at the end, {} after warm-up ({})",
+            end.open_fds,
+            after_warmup.open_fds,
+            changed.join(", ")
         ));
     }
     if growth >= args.max_rss_growth {
