@@ -465,7 +465,12 @@ impl Agent {
             let candidate: Arc<dyn Candidate + Send + Sync> =
                 Arc::new(host_config.new_candidate_host()?);
 
-            agent_internal.add_candidate(&candidate).await?;
+            // Plaza patch: close a candidate the agent refused (closed meanwhile), as the
+            // other gatherers do, instead of leaving its muxed connection open.
+            if let Err(err) = agent_internal.add_candidate(&candidate).await {
+                let _ = candidate.close().await;
+                return Err(err);
+            }
         }
 
         Ok(())

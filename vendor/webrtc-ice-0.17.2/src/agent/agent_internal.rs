@@ -569,6 +569,14 @@ impl AgentInternal {
         let network_type = c.network_type();
         {
             let mut local_candidates = self.local_candidates.lock().await;
+            // Plaza patch: gathering runs in its own tasks and may finish after `close()`
+            // deleted every candidate. A candidate added then was never closed: its read
+            // loop kept its socket and this agent alive for good. Checked under the
+            // candidates' lock, so `close()` either already ran (we refuse, and the caller
+            // closes the candidate) or will find this candidate and close it.
+            if self.done_tx.lock().await.is_none() {
+                return Err(Error::ErrClosed);
+            }
             if let Some(cands) = local_candidates.get(&network_type) {
                 for cand in cands {
                     if cand.equal(&**c) {
