@@ -209,6 +209,11 @@ impl RTCDtlsTransport {
 
         {
             let mut srtp_session = self.srtp_session.lock().await;
+            // Plaza patch: as for the DTLS connection in `start`, a session made after
+            // `stop` took the (empty) slot would never be closed.
+            if self.handshake_stopped.load(Ordering::SeqCst) {
+                return Err(Error::ErrConnectionClosed);
+            }
             *srtp_session = {
                 let se = self.srtp_endpoint.lock().await;
                 if let Some(srtp_endpoint) = &*se {
@@ -249,6 +254,10 @@ impl RTCDtlsTransport {
 
         {
             let mut srtcp_session = self.srtcp_session.lock().await;
+            // Plaza patch: see the SRTP session above.
+            if self.handshake_stopped.load(Ordering::SeqCst) {
+                return Err(Error::ErrConnectionClosed);
+            }
             *srtcp_session = {
                 let se = self.srtcp_endpoint.lock().await;
                 if let Some(srtcp_endpoint) = &*se {
@@ -489,6 +498,15 @@ impl RTCDtlsTransport {
 
         {
             let mut conn = self.conn.lock().await;
+            // Plaza patch: `stop` may run as the handshake ends; it found no connection
+            // to close, and the one stored now would live (with its read loop, the ICE
+            // connection and its UDP socket) for good. Checked under the lock `stop`
+            // takes after setting the flag: one of the two closes it.
+            if self.handshake_stopped.load(Ordering::SeqCst) {
+                drop(conn);
+                let _ = dtls_conn.close().await;
+                return Err(Error::ErrConnectionClosed);
+            }
             *conn = Some(Arc::new(dtls_conn));
         }
         self.state_change(RTCDtlsTransportState::Connected).await;

@@ -58,6 +58,8 @@ struct ICETransportInternal {
     conn: Option<Arc<dyn Conn + Send + Sync>>, //AgentConn
     mux: Option<Mux>,
     cancel_tx: Option<mpsc::Sender<()>>,
+    // Plaza patch: set by `stop`, read by `start` (see there).
+    stopped: bool,
 }
 
 /// ICETransport allows an application access to information about the ICE
@@ -150,6 +152,10 @@ impl RTCIceTransport {
             let (cancel_tx, cancel_rx) = mpsc::channel(1);
             {
                 let mut internal = self.internal.lock().await;
+                // Plaza patch: stopped before connectivity checks began.
+                if internal.stopped {
+                    return Err(Error::ErrConnectionClosed);
+                }
                 internal.role = role;
                 internal.cancel_tx = Some(cancel_tx);
             }
@@ -185,6 +191,15 @@ impl RTCIceTransport {
 
             {
                 let mut internal = self.internal.lock().await;
+                // Plaza patch: `stop` may run while `dial`/`accept` returns. A mux made
+                // after it was never closed: its read loop held the agent's connection,
+                // and with it the selected pair's UDP socket, for good (the churn soak:
+                // ~1 socket per 150 participants vanishing as they connect).
+                if internal.stopped {
+                    drop(internal);
+                    let _ = conn.close().await;
+                    return Err(Error::ErrConnectionClosed);
+                }
                 internal.conn = Some(conn);
                 internal.mux = Some(Mux::new(config));
             }
@@ -222,6 +237,7 @@ impl RTCIceTransport {
         let mut errs: Vec<Error> = vec![];
         {
             let mut internal = self.internal.lock().await;
+            internal.stopped = true; // Plaza patch
             internal.cancel_tx.take();
             if let Some(mut mux) = internal.mux.take() {
                 mux.close().await;

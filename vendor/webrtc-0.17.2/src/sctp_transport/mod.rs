@@ -47,6 +47,8 @@ pub type OnDataChannelOpenedHdlrFn = Box<
 
 struct AcceptDataChannelParams {
     notify_rx: Arc<Notify>,
+    // Plaza patch: see `RTCSctpTransport::stopped`.
+    stopped: Arc<AtomicBool>,
     sctp_association: Arc<Association>,
     data_channels: Arc<Mutex<Vec<Arc<RTCDataChannel>>>>,
     on_error_handler: Arc<ArcSwapOption<Mutex<OnErrorHdlrFn>>>,
@@ -87,6 +89,12 @@ pub struct RTCSctpTransport {
 
     notify_tx: Arc<Notify>,
 
+    // Plaza patch: set by `stop` with `notify_tx`. The loop accepting data channels
+    // holds the association, whose accept channel therefore never closes: a stop it
+    // missed (notified before it waited) kept the association, the DTLS connection
+    // under it and the ICE socket under that alive for good (the churn soak).
+    stopped: Arc<AtomicBool>,
+
     setting_engine: Arc<SettingEngine>,
 }
 
@@ -111,6 +119,7 @@ impl RTCSctpTransport {
             data_channels_accepted: Arc::new(AtomicU32::new(0)),
 
             notify_tx: Arc::new(Notify::new()),
+            stopped: Arc::new(AtomicBool::new(false)),
 
             setting_engine,
         }
@@ -150,9 +159,17 @@ impl RTCSctpTransport {
         );
 
         if let Some(net_conn) = &dtls_transport.conn().await {
+            // Plaza patch: a `stop` before the wait below began was missed (`notified`
+            // only sees notifications made while it is registered).
+            let stopped = self.notify_tx.notified();
+            tokio::pin!(stopped);
+            stopped.as_mut().enable();
+            if self.state.load(Ordering::SeqCst) == RTCSctpTransportState::Closed as u8 {
+                return Err(Error::ErrSCTPTransportDTLS);
+            }
             let sctp_association = loop {
                 tokio::select! {
-                    _ = self.notify_tx.notified() => {
+                    _ = &mut stopped => {
                         // It seems like notify_tx is only notified on Stop so perhaps this check
                         // is redundant.
                         // TODO: Consider renaming notify_tx to shutdown_tx.
@@ -176,13 +193,24 @@ impl RTCSctpTransport {
 
             {
                 let mut sa = self.sctp_association.lock().await;
+                // Plaza patch: `stop` may run as the association comes up; it found none
+                // to close, and one stored now would keep the DTLS connection (and the
+                // ICE socket under it) for good. `stop` marks the state before it takes
+                // this lock, so one of the two closes it.
+                if self.state.load(Ordering::SeqCst) == RTCSctpTransportState::Closed as u8 {
+                    drop(sa);
+                    let _ = sctp_association.close().await;
+                    return Err(Error::ErrSCTPTransportDTLS);
+                }
                 *sa = Some(Arc::clone(&sctp_association));
+                // Plaza patch: under the lock, so it cannot overwrite `stop`'s Closed.
+                self.state
+                    .store(RTCSctpTransportState::Connected as u8, Ordering::SeqCst);
             }
-            self.state
-                .store(RTCSctpTransportState::Connected as u8, Ordering::SeqCst);
 
             let param = AcceptDataChannelParams {
                 notify_rx: self.notify_tx.clone(),
+                stopped: Arc::clone(&self.stopped),
                 sctp_association,
                 data_channels: Arc::clone(&self.data_channels),
                 on_error_handler: Arc::clone(&self.on_error_handler),
@@ -204,17 +232,18 @@ impl RTCSctpTransport {
 
     /// Stop stops the SCTPTransport
     pub async fn stop(&self) -> Result<()> {
+        // Plaza patch: marked closed first, so a `start` still under way sees it (was
+        // set after the association was taken and closed).
+        self.state
+            .store(RTCSctpTransportState::Closed as u8, Ordering::SeqCst);
+        self.stopped.store(true, Ordering::SeqCst);
+        self.notify_tx.notify_waiters();
         {
             let mut sctp_association = self.sctp_association.lock().await;
             if let Some(sa) = sctp_association.take() {
                 sa.close().await?;
             }
         }
-
-        self.state
-            .store(RTCSctpTransportState::Closed as u8, Ordering::SeqCst);
-
-        self.notify_tx.notify_waiters();
 
         Ok(())
     }
@@ -230,8 +259,15 @@ impl RTCSctpTransport {
         drop(dcs);
 
         loop {
+            // Plaza patch: registered before the flag is read, so a stop is never missed.
+            let stopped = param.notify_rx.notified();
+            tokio::pin!(stopped);
+            stopped.as_mut().enable();
+            if param.stopped.load(Ordering::SeqCst) {
+                break;
+            }
             let dc = tokio::select! {
-                _ = param.notify_rx.notified() => break,
+                _ = &mut stopped => break,
                 result = DataChannel::accept(
                     &param.sctp_association,
                     data::data_channel::Config {
