@@ -179,6 +179,9 @@ fn token(args: TokenArgs) -> ExitCode {
         publish: !args.no_publish,
         subscribe: !args.no_subscribe,
         exp: plaza_protocol::auth::expiry_in(args.ttl),
+        iat: None,
+        aud: Vec::new(),
+        iss: None,
     };
     match plaza_protocol::auth::mint(&secret, &claims) {
         Ok(t) => {

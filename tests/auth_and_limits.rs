@@ -22,6 +22,9 @@ fn token(room: &str, publish: bool, subscribe: bool, ttl: Duration) -> String {
             publish,
             subscribe,
             exp: expiry_in(ttl),
+            iat: None,
+            aud: Vec::new(),
+            iss: None,
         },
     )
     .unwrap()
@@ -68,6 +71,9 @@ async fn with_a_secret_only_valid_tokens_for_the_room_get_in() {
             publish: true,
             subscribe: true,
             exp: expiry_in(Duration::from_secs(60)),
+            iat: None,
+            aud: Vec::new(),
+            iss: None,
         },
     )
     .unwrap();
@@ -86,6 +92,9 @@ async fn with_a_secret_only_valid_tokens_for_the_room_get_in() {
             publish: true,
             subscribe: true,
             exp: 1_000,
+            iat: None,
+            aud: Vec::new(),
+            iss: None,
         },
     )
     .unwrap();

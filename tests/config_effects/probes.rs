@@ -735,6 +735,9 @@ async fn token_required(addr: SocketAddr) -> Res {
         publish: true,
         subscribe: true,
         exp: expiry_in(Duration::from_secs(60)),
+        iat: None,
+        aud: Vec::new(),
+        iss: None,
     };
     let token = mint(AUTH_SECRET, &claims).map_err(|e| e.to_string())?;
     match join(addr, "vip", "Ann", Some(&token)).await?.1 {
