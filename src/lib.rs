@@ -16,7 +16,8 @@
 //!   into actor messages (`do_send` only), and sends server messages through the
 //!   socket. It outlives a socket that drops without a close frame for
 //!   `session.resume_grace`, so a client on a new network resumes (same participant,
-//!   tracks and subscriptions) and restarts ICE instead of joining again.
+//!   tracks and subscriptions) and restarts ICE instead of joining again. With room
+//!   tokens, it sends its client a fresh token before the current one expires.
 //! - [`room::Room`], one per room, started on first join and stopped when the last
 //!   member leaves: membership, published tracks, who subscribes to what, chat relay.
 //! - [`registry::Registry`] (`dashmap`): every live connection and room. Entries are

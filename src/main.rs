@@ -78,7 +78,15 @@ struct TokenArgs {
     /// The secret (else auth.secret from --config / PLAZA_AUTH_SECRET)
     #[arg(long, env = "PLAZA_AUTH_SECRET", hide_env_values = true)]
     secret: Option<String>,
-    /// Configuration file to read auth.secret from
+    /// The token's audience (`aud`); "" for none (else auth.audience from --config /
+    /// PLAZA_AUTH_AUDIENCE, which the server then checks)
+    #[arg(long, env = "PLAZA_AUTH_AUDIENCE")]
+    audience: Option<String>,
+    /// The token's issuer (`iss`); "" for none (else auth.issuer from --config /
+    /// PLAZA_AUTH_ISSUER)
+    #[arg(long, env = "PLAZA_AUTH_ISSUER")]
+    issuer: Option<String>,
+    /// Configuration file to read auth.secret, auth.audience and auth.issuer from
     #[arg(long, env = "PLAZA_CONFIG")]
     config: Option<std::path::PathBuf>,
 }
@@ -153,32 +161,39 @@ fn doctor(args: &DoctorArgs) -> ExitCode {
 }
 
 fn token(args: TokenArgs) -> ExitCode {
-    let secret = match args.secret {
-        Some(s) => s,
-        None => {
-            // No flags: the file, then the PLAZA_* environment, as `plaza serve` reads them.
-            let mut file_only = ConfigArgs::default();
-            file_only.config = args.config.clone();
-            match Config::load(&file_only) {
-                Ok(c) => c.auth.secret,
-                Err(e) => {
-                    eprintln!("plaza token: {e}");
-                    return ExitCode::from(2);
-                }
+    // What the flags leave out comes from the file, then the PLAZA_* environment, as
+    // `plaza serve` reads them: a token minted on the server's host matches its checks.
+    let configured = if args.secret.is_none() || args.audience.is_none() || args.issuer.is_none() {
+        let mut file_only = ConfigArgs::default();
+        file_only.config = args.config.clone();
+        match Config::load(&file_only) {
+            Ok(c) => c.auth,
+            Err(e) => {
+                eprintln!("plaza token: {e}");
+                return ExitCode::from(2);
             }
         }
+    } else {
+        Default::default()
     };
+    let secret = args.secret.unwrap_or(configured.secret);
     if secret.is_empty() {
         eprintln!("plaza token: no secret: pass --secret, set PLAZA_AUTH_SECRET or auth.secret in --config");
         return ExitCode::from(2);
     }
+    // "" on the command line: none, even when one is configured.
+    let given = |flag: Option<String>, configured: Option<String>| {
+        flag.map_or(configured, |v| (!v.is_empty()).then_some(v))
+    };
     let claims = plaza_protocol::auth::Claims {
-        room: args.room,
-        sub: args.identity,
         name: args.name,
         publish: !args.no_publish,
         subscribe: !args.no_subscribe,
-        exp: plaza_protocol::auth::expiry_in(args.ttl),
+        aud: given(args.audience, configured.audience)
+            .into_iter()
+            .collect(),
+        iss: given(args.issuer, configured.issuer),
+        ..plaza_protocol::auth::Claims::new(args.room, args.identity, args.ttl)
     };
     match plaza_protocol::auth::mint(&secret, &claims) {
         Ok(t) => {

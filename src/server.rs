@@ -41,8 +41,13 @@ impl Plaza {
         // What browsers will be offered, and a loud warning when none could reach us.
         crate::ice_addresses::announced_addresses(&config.ice, &crate::rtc::local_addresses())
             .log();
-        let tokens = (!config.auth.secret.is_empty())
-            .then(|| Arc::new(TokenVerifier::new(&config.auth.secret)));
+        let auth = &config.auth;
+        let tokens = (!auth.secret.is_empty()).then(|| {
+            Arc::new(
+                TokenVerifier::new(&auth.secret)
+                    .expecting(auth.audience.as_deref(), auth.issuer.as_deref()),
+            )
+        });
         if tokens.is_none() {
             warn!("no auth.secret: rooms are open to anyone who can reach this server");
         }

@@ -22,6 +22,9 @@ fn token(room: &str, publish: bool, subscribe: bool, ttl: Duration) -> String {
             publish,
             subscribe,
             exp: expiry_in(ttl),
+            iat: None,
+            aud: Vec::new(),
+            iss: None,
         },
     )
     .unwrap()
@@ -68,6 +71,9 @@ async fn with_a_secret_only_valid_tokens_for_the_room_get_in() {
             publish: true,
             subscribe: true,
             exp: expiry_in(Duration::from_secs(60)),
+            iat: None,
+            aud: Vec::new(),
+            iss: None,
         },
     )
     .unwrap();
@@ -86,6 +92,9 @@ async fn with_a_secret_only_valid_tokens_for_the_room_get_in() {
             publish: true,
             subscribe: true,
             exp: 1_000,
+            iat: None,
+            aud: Vec::new(),
+            iss: None,
         },
     )
     .unwrap();
@@ -194,6 +203,48 @@ fn the_token_command_mints_a_valid_token() {
         .unwrap();
     assert_eq!(grant.identity.as_deref(), Some("alice"));
     assert!(!grant.publish && grant.subscribe);
+    let claims = grant.claims.unwrap();
+    assert_eq!(
+        claims.exp - claims.iat.unwrap(),
+        600,
+        "iat written: the lifetime"
+    );
+    assert!(claims.aud.is_empty() && claims.iss.is_none());
+
+    // The configured audience and issuer go in by default; flags override, "" removes.
+    let mint = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_plaza"))
+            .args(["token", "--room", "demo", "--identity", "alice"])
+            .args(args)
+            .env("PLAZA_AUTH_SECRET", SECRET)
+            .env("PLAZA_AUTH_AUDIENCE", "plaza.example")
+            .env("PLAZA_AUTH_ISSUER", "https://app.example")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let t = String::from_utf8(out.stdout).unwrap();
+        let claims = TokenVerifier::new(SECRET)
+            .verify(Some(t.trim()), "demo")
+            .unwrap()
+            .claims
+            .unwrap();
+        (claims.aud, claims.iss)
+    };
+    assert_eq!(
+        mint(&[]),
+        (
+            vec!["plaza.example".to_string()],
+            Some("https://app.example".into())
+        )
+    );
+    assert_eq!(
+        mint(&["--audience", "other", "--issuer", ""]),
+        (vec!["other".to_string()], None)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

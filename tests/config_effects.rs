@@ -315,6 +315,17 @@ fn row_for(key: &str) -> Option<Row> {
         ),
         "limits.joins_per_ip_per_minute" => row("2", JoinsPerIp),
         "auth.secret" => row(AUTH_SECRET, TokenRequired),
+        // The baseline (a secret, no audience or issuer) admits a token without them.
+        "auth.audience" => with(
+            "plaza.example",
+            &[("auth.secret", AUTH_SECRET)],
+            ClaimRequired("aud", "plaza.example"),
+        ),
+        "auth.issuer" => with(
+            "https://issuer.example",
+            &[("auth.secret", AUTH_SECRET)],
+            ClaimRequired("iss", "https://issuer.example"),
+        ),
         // The baseline has no admin API (404).
         "admin.api_key" => row(ADMIN_KEY, AdminApi),
         // 1 s here, 10 min (the default) in the baseline.

@@ -419,6 +419,9 @@ async fn with_tokens_a_kick_follows_the_subject_not_the_name() {
                 publish: true,
                 subscribe: true,
                 exp: expiry_in(Duration::from_secs(60)),
+                iat: None,
+                aud: Vec::new(),
+                iss: None,
             },
         )
         .unwrap()

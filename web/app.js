@@ -239,6 +239,11 @@ function wireClient(client) {
   });
   on('error', onClientError);
   on('closed', onClosed);
+  on('token', ({ token }) => {
+    // The "Rejoin" button and a page reload must not use the expired original.
+    state.token = token;
+    history.replaceState(null, '', inviteUrl({ keepToken: true }));
+  });
 }
 
 function onJoined({ participants, rejoin }) {

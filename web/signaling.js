@@ -26,6 +26,7 @@
 //   connection-state     { state, publisher, subscriber, socket }
 //   reconnecting         { attempt, delayMs }
 //   resumed              { participantId }       (same participant on a new socket)
+//   token                { token, expiresAt }    (a fresh room token; `client.token` has it)
 //   ice-restart          { reason }
 //   closed               { reason, code }
 
@@ -188,6 +189,11 @@ export class PlazaClient extends Emitter {
     this.opts = { ...DEFAULTS, ...opts, reconnect: { ...DEFAULTS.reconnect, ...opts.reconnect } };
     this.room = opts.room;
     this.name = opts.name;
+    /**
+     * The room token a `join` sends: the one given, then the latest the server sent to
+     * replace it before it expired, so a rejoin late in a long call still gets in.
+     */
+    this.token = opts.token ?? null;
     this.localStream = opts.localStream ?? null;
 
     this.participantId = null;
@@ -387,7 +393,7 @@ export class PlazaClient extends Emitter {
 
   #sendJoin() {
     const join = { type: 'join', room: this.room, name: this.name };
-    if (this.opts.token) join.token = this.opts.token;
+    if (this.token) join.token = this.token;
     this.ws?.send(JSON.stringify(join));
   }
 
@@ -548,6 +554,10 @@ export class PlazaClient extends Emitter {
         return this.#onServerError(msg);
       case 'pong':
         return;
+      case 'token':
+        this.token = msg.token;
+        // expires_at is Unix seconds; listeners get milliseconds, like Date.now().
+        return this.emit('token', { token: msg.token, expiresAt: msg.expires_at * 1000 });
       default:
         console.warn('plaza: unknown message from server', msg);
     }

@@ -231,6 +231,12 @@ settings! {
         /// HS256 secret room tokens are signed with; empty = rooms are open to anyone.
         /// Prefer the variable to the flag.
         secret: String = "", flag "auth-secret", env "PLAZA_AUTH_SECRET", sample "0123456789abcdef0123", secret;
+        /// When set, a room token must name this audience in its `aud` claim (else
+        /// `unauthorized`); unset: `aud` is not checked. Needs auth.secret.
+        audience: Option<String> = "", flag "auth-audience", env "PLAZA_AUTH_AUDIENCE", sample "plaza.example.com";
+        /// When set, a room token's `iss` claim must be this issuer (else
+        /// `unauthorized`); unset: `iss` is not checked. Needs auth.secret.
+        issuer: Option<String> = "", flag "auth-issuer", env "PLAZA_AUTH_ISSUER", sample "https://app.example.com";
     }
 
     /// The admin REST API (`/admin/...`).
@@ -487,6 +493,18 @@ impl Config {
         }
         if !self.auth.secret.is_empty() && self.auth.secret.len() < 16 {
             return bad("auth.secret", "use at least 16 characters".into());
+        }
+        for (key, v) in [
+            ("auth.audience", &self.auth.audience),
+            ("auth.issuer", &self.auth.issuer),
+        ] {
+            if v.is_some() && self.auth.secret.is_empty() {
+                // Without a secret no token is read, so the check would silently not happen.
+                return bad(
+                    key,
+                    "is set but auth.secret is empty, so no token is checked".into(),
+                );
+            }
         }
         if !self.admin.api_key.is_empty() && self.admin.api_key.len() < 16 {
             return bad("admin.api_key", "use at least 16 characters".into());

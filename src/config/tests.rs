@@ -282,6 +282,19 @@ fn errors_name_the_key() {
     assert!(err("[ice]\nips = [\"nope\"]").contains("ips"));
     assert!(err("[[ice.servers]]\nurls = [\"http://x\"]").contains("ice.servers[0].urls"));
     assert!(err("[turn_provider]\napi_key = \"k\"").contains("turn_provider.url"));
+    assert!(err("[auth]\naudience = \"a\"").contains("auth.audience"));
+    assert!(err("[auth]\nissuer = \"i\"").contains("auth.issuer"));
+    let with_secret = "[auth]\nsecret = \"0123456789abcdef\"\naudience = \"a\"\nissuer = \"i\"";
+    let c = Config::from_toml(with_secret).unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.auth.audience.as_deref(), Some("a"));
+    assert_eq!(
+        Config::from_toml("[auth]\naudience = \"\"")
+            .unwrap()
+            .auth
+            .audience,
+        None
+    );
     // A bad provider URL is not echoed: it may hold a pasted key.
     let bad_url = err("[turn_provider]\nurl = \"ftp://x/?apiKey=pasted-key\"");
     assert!(bad_url.contains("turn_provider.url") && !bad_url.contains("pasted-key"));

@@ -118,7 +118,7 @@ impl WsSession {
         info!(name = %name, others = accepted.participants.len(), "joined");
         self.app
             .registry
-            .set_joined(&self.id, room_id.clone(), name, rejoiner);
+            .set_joined(&self.id, room_id.clone(), name, rejoiner.clone());
         let config = Arc::clone(&self.app.config);
         let resume_token = self.issue_resume_token(ctx);
         self.send(
@@ -143,6 +143,7 @@ impl WsSession {
         // From here on every message is numbered and kept for a resume.
         self.replay = Some(Replay::default());
         self.room = Some(room);
+        self.start_token_refresh(room_id, rejoiner, ctx);
         for track in accepted.tracks {
             self.subscribe(track, ctx);
         }

@@ -22,13 +22,15 @@
 //!
 //! One file per job: this one is the socket's lifecycle; `join` enters a room; `publish`
 //! and `subscribe` are the two peer connections' negotiation; `peer_events` turns the
-//! media plane's events into actions; `chat` is the chat relay with its backlog.
+//! media plane's events into actions; `chat` is the chat relay with its backlog;
+//! `refresh` sends fresh room tokens.
 
 mod chat;
 mod join;
 pub mod messages;
 mod peer_events;
 mod publish;
+mod refresh;
 mod replay;
 mod socket;
 mod subscribe;
@@ -92,6 +94,8 @@ pub struct WsSession {
     /// A `Negotiate` message is already queued.
     negotiation_scheduled: bool,
     chat: ChatState,
+    /// Sends fresh room tokens before they expire (with `auth.secret`, once joined).
+    token_refresh: Option<refresh::TokenRefresh>,
     span: Span,
     /// Removes this connection from the registry when the actor is dropped.
     _registration: Option<ConnectionGuard>,
@@ -140,6 +144,7 @@ impl WsSession {
             published: HashMap::new(),
             subscriptions: HashMap::new(),
             negotiation_scheduled: false,
+            token_refresh: None,
             span,
             _registration: None,
         }

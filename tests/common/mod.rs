@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod coturn;
+pub mod proxy;
 
 use std::time::Duration;
 

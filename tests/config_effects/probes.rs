@@ -97,6 +97,9 @@ pub enum Probe {
     /// A join without a token is refused with `unauthorized`; one with a token signed
     /// with `AUTH_SECRET` gets in.
     TokenRequired,
+    /// A token signed with `AUTH_SECRET` but without this claim (`aud` or `iss`) is
+    /// refused with `unauthorized`; one with the claim set to this value gets in.
+    ClaimRequired(&'static str, &'static str),
     /// GET /admin/rooms: 200 with `ADMIN_KEY`, 401 with another key.
     AdminApi,
     /// A socket that never joins is closed with 4408 within 3 s.
@@ -220,6 +223,7 @@ pub async fn probe(p: Probe, r: &Run) -> Res {
         Probe::ChatFlood(pattern) => chat_flood(addr, pattern).await,
         Probe::JoinsPerIp => joins_per_ip(addr).await,
         Probe::TokenRequired => token_required(addr).await,
+        Probe::ClaimRequired(claim, value) => claim_required(addr, claim, value).await,
         Probe::AdminApi => admin_api(addr).await,
         Probe::JoinTimeout => join_timeout(addr).await,
         Probe::OriginAllowed => {
@@ -735,11 +739,32 @@ async fn token_required(addr: SocketAddr) -> Res {
         publish: true,
         subscribe: true,
         exp: expiry_in(Duration::from_secs(60)),
+        iat: None,
+        aud: Vec::new(),
+        iss: None,
     };
     let token = mint(AUTH_SECRET, &claims).map_err(|e| e.to_string())?;
     match join(addr, "vip", "Ann", Some(&token)).await?.1 {
         JoinResult::Joined { .. } => Ok(()),
         JoinResult::Refused(code) => Err(format!("a token signed with the secret: {code}")),
+    }
+}
+
+async fn claim_required(addr: SocketAddr, claim: &str, value: &str) -> Res {
+    let mut claims = Claims::new("vip", "ann", Duration::from_secs(60));
+    let without = mint(AUTH_SECRET, &claims).map_err(|e| e.to_string())?;
+    match claim {
+        "aud" => claims.aud = vec![value.into()],
+        _ => claims.iss = Some(value.into()),
+    }
+    let with = mint(AUTH_SECRET, &claims).map_err(|e| e.to_string())?;
+    refused(
+        join(addr, "vip", "NoClaim", Some(&without)).await?.1,
+        "unauthorized",
+    )?;
+    match join(addr, "vip", "Ann", Some(&with)).await?.1 {
+        JoinResult::Joined { .. } => Ok(()),
+        JoinResult::Refused(code) => Err(format!("a token with {claim} {value:?}: {code}")),
     }
 }
 

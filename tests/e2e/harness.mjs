@@ -94,6 +94,7 @@ export class PlazaServer {
   /**
    * Starts target/debug/plaza (or $PLAZA_BIN); `port` to restart on the same address.
    * `heartbeatTimeout`: how long a silent client lasts (a closed tab is noticed after it).
+   * `extraArgs`: more command-line flags.
    */
   static async start({
     port = null,
@@ -104,6 +105,8 @@ export class PlazaServer {
     resumeGrace = '0s',
     listenHost = '127.0.0.1',
     iceIp = '127.0.0.1',
+    // More flags, e.g. ['--auth-secret', S] (the token test).
+    extraArgs = [],
   } = {}) {
     const bin = process.env.PLAZA_BIN ?? path.join(REPO, 'target', 'debug', 'plaza');
     if (!fs.existsSync(bin)) {
@@ -120,6 +123,7 @@ export class PlazaServer {
       '--heartbeat-interval', '500ms',
       '--heartbeat-timeout', heartbeatTimeout,
       '--resume-grace', resumeGrace,
+      ...extraArgs,
     ];
     const proc = spawn(bin, args, {
       stdio: ['ignore', log, log],
@@ -180,7 +184,7 @@ export async function launchBrowser({ executablePath = null } = {}) {
  * `beforeGoto(context)` can prepare the context; with `expectRoom: false` the caller
  * finishes with `await p.enterRoom()` (e.g. after answering a media error).
  */
-export async function joinRoom(browser, server, { room, name, beforeGoto = null, expectRoom = true }) {
+export async function joinRoom(browser, server, { room, name, token = null, beforeGoto = null, expectRoom = true }) {
   const context = await browser.newContext({
     viewport: { width: 1280, height: 720 },
     permissions: ['camera', 'microphone'],
@@ -197,7 +201,8 @@ export async function joinRoom(browser, server, { room, name, beforeGoto = null,
     if (msg.type() === 'error' || msg.type() === 'warning') console.log(`[${name}] console.${msg.type()}: ${msg.text()}`);
   });
 
-  await page.goto(`${server.base}/?room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}`);
+  const link = `${server.base}/?room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}`;
+  await page.goto(token ? `${link}&token=${encodeURIComponent(token)}` : link);
   // The form is prefilled from the link; the user only clicks "Join".
   const prefilled = await page.evaluate(() => [
     document.querySelector('[data-testid="room-input"]').value,

@@ -192,6 +192,8 @@ pub(crate) struct Shared {
     pub(crate) timeline: Timeline,
     /// What a resume needs (docs/protocol.md, "Resuming a session").
     pub(crate) resume: Mutex<ResumeState>,
+    /// The latest room token: the one joined with, then each the server refreshed.
+    pub(crate) token: Mutex<Option<String>>,
 }
 
 /// Both sides number the messages sent since `joined`; a resume sends again what the
@@ -230,6 +232,7 @@ impl Shared {
             misbehave: Misbehave::default(),
             timeline,
             resume: Mutex::new(ResumeState::default()),
+            token: Mutex::new(opts.token.clone()),
         }
     }
 

@@ -177,6 +177,22 @@ impl Participant {
         send_offer(&self.publisher, &self.shared).await
     }
 
+    /// The room token to rejoin with: the one joined with, or the latest the server
+    /// sent (`token` messages) to replace it before it expired. A session that cannot
+    /// be resumed is joined again with this, not with the original.
+    pub fn latest_token(&self) -> Option<String> {
+        lock(&self.shared.token).clone()
+    }
+
+    /// Options to join again as this participant after its session ended: `opts`
+    /// with the latest room token.
+    pub fn rejoin_options(&self, opts: &ParticipantOptions) -> ParticipantOptions {
+        ParticipantOptions {
+            token: self.latest_token(),
+            ..opts.clone()
+        }
+    }
+
     /// Every event so far, in order.
     pub fn events(&self) -> Vec<Event> {
         lock(&self.shared.events).clone()

@@ -308,7 +308,13 @@ async fn signalling(
                 target,
                 candidate: None,
             }),
-            other => shared.push(Event::Server(other)),
+            other => {
+                if let ServerMessage::Token { token, .. } = &other {
+                    // Before the event, so whoever waits for it finds the new token.
+                    *lock(&shared.token) = Some(token.clone());
+                }
+                shared.push(Event::Server(other))
+            }
         }
     }
     shared.push(Event::Closed(close_code));

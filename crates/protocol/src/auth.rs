@@ -2,14 +2,20 @@
 //! token that names the room; it says who the participant is and what it may do.
 //! Without a secret, rooms are open (the development default; `main` warns).
 //!
-//! Minted by `plaza token` or by the application's backend with any JWT library.
+//! Minted by `plaza token` or by the application's backend with any JWT library, and
+//! re-minted by the server itself for a participant in a call (`refresh`), so a long
+//! call never outlives its token (docs/decisions.md §16).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ProtocolError;
+
+/// How far past `exp` a token is still accepted (clocks differ a little).
+pub const LEEWAY: Duration = Duration::from_secs(5);
 
 /// The claims of a room token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,10 +33,74 @@ pub struct Claims {
     pub subscribe: bool,
     /// Expiry, Unix seconds.
     pub exp: u64,
+    /// Issued at, Unix seconds. A refreshed token keeps the lifetime `exp - iat`. Read
+    /// leniently (a fractional or odd value counts as absent): it never decides
+    /// whether a token is valid, so it must not start refusing tokens that were valid.
+    #[serde(
+        default,
+        deserialize_with = "lenient_secs",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub iat: Option<u64>,
+    /// Audience: whom the token is for. JWT allows one string or an array; an array is
+    /// written back as one string when it holds one.
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        serialize_with = "one_or_many_out",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub aud: Vec<String>,
+    /// Issuer: who minted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+}
+
+impl Claims {
+    /// Claims for `room` and `sub` that may publish and subscribe, issued now and valid
+    /// for `ttl`; no name, audience or issuer.
+    pub fn new(room: impl Into<String>, sub: impl Into<String>, ttl: Duration) -> Self {
+        let now = unix_now();
+        Claims {
+            room: room.into(),
+            sub: sub.into(),
+            name: None,
+            publish: true,
+            subscribe: true,
+            exp: now.saturating_add(ttl.as_secs()),
+            iat: Some(now),
+            aud: Vec::new(),
+            iss: None,
+        }
+    }
 }
 
 fn yes() -> bool {
     true
+}
+
+fn lenient_secs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(serde_json::Value::deserialize(d)?.as_u64())
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+fn one_or_many_out<S: serde::Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        [one] => s.serialize_str(one),
+        many => many.serialize(s),
+    }
 }
 
 /// What a participant may do once in the room.
@@ -40,6 +110,9 @@ pub struct Grant {
     pub name: Option<String>,
     pub publish: bool,
     pub subscribe: bool,
+    /// The verified token's claims (`None` in open rooms): what a refreshed token
+    /// repeats.
+    pub claims: Option<Claims>,
 }
 
 impl Grant {
@@ -50,12 +123,16 @@ impl Grant {
             name: None,
             publish: true,
             subscribe: true,
+            claims: None,
         }
     }
 }
 
+/// Checks room tokens against the secret (and the configured audience and issuer), and
+/// mints refreshed ones with the same secret.
 pub struct TokenVerifier {
     key: DecodingKey,
+    signing_key: EncodingKey,
     validation: Validation,
 }
 
@@ -66,17 +143,40 @@ impl std::fmt::Debug for TokenVerifier {
 }
 
 impl TokenVerifier {
+    /// Checks signature, expiry and room; `aud` and `iss` are not checked (tokens with
+    /// or without them are accepted).
     pub fn new(secret: &str) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY.as_secs();
         validation.set_required_spec_claims(&["exp", "sub"]);
+        // jsonwebtoken refuses any token with an `aud` when no audience is expected;
+        // with none configured, the audience is nobody's business here.
+        validation.validate_aud = false;
         TokenVerifier {
             key: DecodingKey::from_secret(secret.as_bytes()),
+            signing_key: EncodingKey::from_secret(secret.as_bytes()),
             validation,
         }
     }
 
-    /// Checks the token's signature, expiry and room.
+    /// From now on a token must name `audience` in its `aud` and `issuer` as its `iss`
+    /// (each only when given); one without the claim is refused too.
+    pub fn expecting(mut self, audience: Option<&str>, issuer: Option<&str>) -> Self {
+        let mut required = vec!["exp", "sub"];
+        if let Some(aud) = audience {
+            self.validation.set_audience(&[aud]);
+            self.validation.validate_aud = true;
+            required.push("aud");
+        }
+        if let Some(iss) = issuer {
+            self.validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        self.validation.set_required_spec_claims(&required);
+        self
+    }
+
+    /// Checks the token's signature, expiry, audience, issuer and room.
     pub fn verify(&self, token: Option<&str>, room: &str) -> Result<Grant, ProtocolError> {
         let token = token.ok_or_else(|| {
             ProtocolError::Unauthorized("this server requires a room token".into())
@@ -84,8 +184,16 @@ impl TokenVerifier {
         let claims = decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| {
                 let why = match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired",
-                    jsonwebtoken::errors::ErrorKind::InvalidSignature => "bad token signature",
+                    ErrorKind::ExpiredSignature => "the token has expired",
+                    ErrorKind::InvalidSignature => "bad token signature",
+                    ErrorKind::InvalidAudience => "the token is for another audience",
+                    ErrorKind::InvalidIssuer => "the token is from another issuer",
+                    ErrorKind::MissingRequiredClaim(c) if c == "aud" => {
+                        "the token names no audience (aud)"
+                    }
+                    ErrorKind::MissingRequiredClaim(c) if c == "iss" => {
+                        "the token names no issuer (iss)"
+                    }
                     _ => "the token is not valid",
                 };
                 ProtocolError::Unauthorized(why.into())
@@ -97,11 +205,30 @@ impl TokenVerifier {
             ));
         }
         Ok(Grant {
-            identity: Some(claims.sub),
-            name: claims.name,
+            identity: Some(claims.sub.clone()),
+            name: claims.name.clone(),
             publish: claims.publish,
             subscribe: claims.subscribe,
+            claims: Some(claims),
         })
+    }
+
+    /// A token with the same claims as `claims` (room, identity, name, rights,
+    /// audience, issuer), issued at `now` (Unix seconds) and valid for `lifetime`.
+    /// Returns it with its new claims.
+    pub fn refresh(
+        &self,
+        claims: &Claims,
+        now: u64,
+        lifetime: Duration,
+    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+        let fresh = Claims {
+            iat: Some(now),
+            exp: now.saturating_add(lifetime.as_secs()),
+            ..claims.clone()
+        };
+        let token = encode(&Header::new(Algorithm::HS256), &fresh, &self.signing_key)?;
+        Ok((token, fresh))
     }
 }
 
@@ -112,6 +239,14 @@ pub fn mint(secret: &str, claims: &Claims) -> Result<String, jsonwebtoken::error
         claims,
         &EncodingKey::from_secret(secret.as_bytes()),
     )
+}
+
+/// Now, in Unix seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 /// `exp` for a token valid for `ttl` from now.
@@ -142,6 +277,9 @@ mod tests {
             publish: false,
             subscribe: true,
             exp,
+            iat: None,
+            aud: Vec::new(),
+            iss: None,
         }
     }
 
@@ -177,6 +315,92 @@ mod tests {
         let expired = mint("s3cret", &claims("demo", 1_000)).unwrap();
         let e = v.verify(Some(&expired), "demo").unwrap_err();
         assert!(e.to_string().contains("expired"));
+    }
+
+    /// A token with these extra claims (as raw JSON, as another JWT library writes them).
+    fn raw(secret: &str, extra: serde_json::Value) -> String {
+        let mut c = serde_json::json!({
+            "room": "demo", "sub": "u", "exp": expiry_in(Duration::from_secs(60)),
+        });
+        if let (Some(c), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
+            c.extend(extra.clone());
+        }
+        encode(
+            &Header::new(Algorithm::HS256),
+            &c,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn audience_and_issuer_are_checked_only_when_configured() {
+        let open = TokenVerifier::new("s3cret");
+        let strict = TokenVerifier::new("s3cret").expecting(Some("plaza"), Some("app"));
+        use serde_json::json;
+        let ok = |v: &TokenVerifier, extra| v.verify(Some(&raw("s3cret", extra)), "demo");
+        let why = |v: &TokenVerifier, extra| ok(v, extra).unwrap_err().to_string();
+        // Not configured: with or without, one string or an array, all accepted.
+        for extra in [
+            json!({}),
+            json!({"aud": "anyone", "iss": "whoever"}),
+            json!({"aud": ["a", "b"]}),
+        ] {
+            assert!(ok(&open, extra.clone()).is_ok(), "{extra}");
+        }
+        assert!(ok(&strict, json!({"aud": "plaza", "iss": "app"})).is_ok());
+        assert!(ok(&strict, json!({"aud": ["other", "plaza"], "iss": "app"})).is_ok());
+        assert!(why(&strict, json!({"aud": "other", "iss": "app"})).contains("audience"));
+        assert!(why(&strict, json!({"iss": "app"})).contains("audience"));
+        assert!(why(&strict, json!({"aud": "plaza", "iss": "evil"})).contains("issuer"));
+        assert!(why(&strict, json!({"aud": "plaza"})).contains("issuer"));
+        let code = ok(&strict, json!({})).unwrap_err().code();
+        assert_eq!(code, "unauthorized");
+        // Only the audience configured: any issuer.
+        let aud_only = TokenVerifier::new("s3cret").expecting(Some("plaza"), None);
+        assert!(ok(&aud_only, json!({"aud": "plaza", "iss": "x"})).is_ok());
+        assert!(ok(&aud_only, json!({"aud": "plaza"})).is_ok());
+    }
+
+    #[test]
+    fn a_refreshed_token_repeats_the_claims_with_a_new_expiry() {
+        let v = TokenVerifier::new("s3cret").expecting(Some("plaza"), Some("app"));
+        let original = Claims {
+            aud: vec!["plaza".into()],
+            iss: Some("app".into()),
+            ..claims("demo", expiry_in(Duration::from_secs(60)))
+        };
+        let now = unix_now();
+        let (token, fresh) = v.refresh(&original, now, Duration::from_secs(600)).unwrap();
+        assert_eq!((fresh.iat, fresh.exp), (Some(now), now + 600));
+        let grant = v.verify(Some(&token), "demo").unwrap();
+        let got = grant.claims.unwrap();
+        assert_eq!(got, fresh);
+        assert_eq!(
+            Claims {
+                exp: original.exp,
+                iat: None,
+                ..got
+            },
+            original,
+            "everything but the times is the original's"
+        );
+        // A single audience is written as a string, as such tokens usually come.
+        let json = serde_json::to_value(&fresh).unwrap();
+        assert_eq!(json["aud"], "plaza");
+        let other = TokenVerifier::new("another secret");
+        assert!(other.verify(Some(&token), "demo").is_err());
+    }
+
+    #[test]
+    fn odd_iat_counts_as_absent() {
+        let v = TokenVerifier::new("s3cret");
+        let t = raw("s3cret", serde_json::json!({"iat": 1.5e9}));
+        let claims = v.verify(Some(&t), "demo").unwrap().claims.unwrap();
+        assert_eq!(claims.iat, None);
+        let t = raw("s3cret", serde_json::json!({"iat": 1_700_000_000u64}));
+        let claims = v.verify(Some(&t), "demo").unwrap().claims.unwrap();
+        assert_eq!(claims.iat, Some(1_700_000_000));
     }
 
     #[test]

@@ -231,6 +231,14 @@ pub enum ServerMessage {
         message: String,
     },
     Pong,
+    /// A fresh room token for this participant (servers with `auth.secret`), sent before
+    /// the current one expires: same claims, a later `exp`. A client rejoining (a new
+    /// `join` after its session ended) uses the latest one.
+    Token {
+        token: String,
+        /// The token's `exp`, Unix seconds.
+        expires_at: u64,
+    },
 }
 
 /// Limits a client should respect, announced in `joined`.

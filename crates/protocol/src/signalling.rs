@@ -529,6 +529,9 @@ mod tests {
                 publish: true,
                 subscribe: false,
                 exp: crate::auth::expiry_in(Duration::from_secs(60)),
+                iat: None,
+                aud: Vec::new(),
+                iss: None,
             },
         )
         .unwrap();
