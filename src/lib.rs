@@ -76,6 +76,7 @@ pub mod config;
 pub mod doctor;
 pub mod error;
 pub mod guard;
+pub mod histogram;
 pub mod ice_addresses;
 pub mod link;
 pub mod logging;

@@ -1,5 +1,6 @@
 //! Counters that are not "what is alive" (that is the registry): errors by code and the
-//! join latency histogram, plus the Prometheus text rendering of everything.
+//! join latency histogram, plus the Prometheus text rendering of everything (the
+//! media plane's counters and relay residence histogram included).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,20 +9,16 @@ use std::time::Duration;
 use dashmap::DashMap;
 
 use crate::admission::Refused;
+use crate::histogram::{Histogram, JoinBuckets};
 use crate::registry::Counts;
 use crate::rtc::MediaStats;
-
-/// Upper bounds of the join latency buckets, in seconds (Prometheus `le`).
-const JOIN_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// `error` frames sent to clients (and frame-size closes), by code.
     errors_by_code: DashMap<&'static str, AtomicU64>,
     /// Time from a `join` to `joined` (peer connections created, room entered).
-    join_buckets: [AtomicU64; JOIN_BUCKETS.len()],
-    join_count: AtomicU64,
-    join_sum_us: AtomicU64,
+    joins: Histogram<JoinBuckets>,
     /// WebSocket upgrades refused, by `Refused` (in `Refused::ALL` order).
     refused: [AtomicU64; Refused::ALL.len()],
 }
@@ -50,15 +47,7 @@ impl Metrics {
     }
 
     pub fn observe_join(&self, took: Duration) {
-        let secs = took.as_secs_f64();
-        for (bound, bucket) in JOIN_BUCKETS.iter().zip(&self.join_buckets) {
-            if secs <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.join_count.fetch_add(1, Ordering::Relaxed);
-        self.join_sum_us
-            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.joins.observe(took);
     }
 
     /// The Prometheus text exposition of the server's state.
@@ -169,22 +158,12 @@ impl Metrics {
                 n.load(Ordering::Relaxed)
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP plaza_join_seconds Time from join to joined.\n# TYPE plaza_join_seconds histogram"
-        );
-        for (bound, bucket) in JOIN_BUCKETS.iter().zip(&self.join_buckets) {
-            let _ = writeln!(
-                out,
-                "plaza_join_seconds_bucket{{le=\"{bound}\"}} {}",
-                bucket.load(Ordering::Relaxed)
-            );
-        }
-        let count = self.join_count.load(Ordering::Relaxed);
-        let sum = self.join_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "plaza_join_seconds_bucket{{le=\"+Inf\"}} {count}\nplaza_join_seconds_sum {sum}\nplaza_join_seconds_count {count}"
+        self.joins
+            .render(&mut out, "plaza_join_seconds", "Time from join to joined.");
+        media.residence.render(
+            &mut out,
+            "plaza_relay_residence_seconds",
+            "Per packet sent to a subscriber: from the up track's read of it to the write to that subscriber returning (SRTP and the send included; webrtc-rs's receive queue not).",
         );
         out
     }
@@ -195,11 +174,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_is_cumulative() {
+    fn both_histograms_are_rendered() {
         let m = Metrics::default();
         m.observe_join(Duration::from_millis(7));
-        m.observe_join(Duration::from_millis(300));
-        m.observe_join(Duration::from_secs(9));
         let text = m.render(
             Counts {
                 connections: 0,
@@ -209,12 +186,9 @@ mod tests {
             0,
             &MediaStats::default(),
         );
-        assert!(text.contains("plaza_join_seconds_bucket{le=\"0.005\"} 0"));
         assert!(text.contains("plaza_join_seconds_bucket{le=\"0.01\"} 1"));
-        assert!(text.contains("plaza_join_seconds_bucket{le=\"0.5\"} 2"));
-        assert!(text.contains("plaza_join_seconds_bucket{le=\"5\"} 2"));
-        assert!(text.contains("plaza_join_seconds_bucket{le=\"+Inf\"} 3"));
-        assert!(text.contains("plaza_join_seconds_count 3"));
+        assert!(text.contains("plaza_join_seconds_count 1"));
+        assert!(text.contains("plaza_relay_residence_seconds_count 0"));
     }
 
     #[test]

@@ -65,6 +65,41 @@ async fn health_and_metrics_describe_the_live_server() {
     assert_eq!(value("plaza_join_seconds_count"), 2.0);
     assert_eq!(value("plaza_errors_total{code=\"bad_json\"}"), 1.0);
     assert!(!text.contains(KEY) && !text.to_lowercase().contains("secret"));
+
+    // The relay residence histogram: one observation per packet sent to a subscriber.
+    // Once both have left every read loop has published its last batch, so the two
+    // counts must agree exactly.
+    let (ann_id, bob_id) = (ann.id.clone(), bob.id.clone());
+    ann.leave().await.expect("Ann leaves");
+    bob.leave().await.expect("Bob leaves");
+    let deadline = std::time::Instant::now() + WAIT;
+    while plaza::rtc::MediaStats::gauge(&server.stats.forwarding_tasks) > 0 {
+        assert!(std::time::Instant::now() < deadline, "read loops still running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, text) = http(server.addr, "GET", "/metrics", &[]).await;
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in\n{text}"))
+    };
+    let forwarded = value("plaza_packets_forwarded_total");
+    let residence = value("plaza_relay_residence_seconds_count");
+    assert_eq!(
+        residence, forwarded,
+        "{ann_id} and {bob_id} gone: every forwarded packet observed once"
+    );
+    let buckets: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("plaza_relay_residence_seconds_bucket"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(buckets.len(), 14, "13 bounds and +Inf");
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "cumulative: {buckets:?}");
+    assert_eq!(buckets.last(), Some(&forwarded));
+    assert!(value("plaza_relay_residence_seconds_sum") > 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

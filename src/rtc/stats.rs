@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use crate::guard::TaskGuard;
+use crate::histogram::{Histogram, LocalHistogram, ResidenceBuckets};
 
 #[derive(Debug, Default)]
 pub struct MediaStats {
@@ -16,6 +17,8 @@ pub struct MediaStats {
     pub packets_dropped: AtomicU64,
     /// Keyframe requests sent to publishers.
     pub plis_sent: AtomicU64,
+    /// Each forwarded packet's time in Plaza, read to sent (`up_track.rs`).
+    pub residence: Histogram<ResidenceBuckets>,
     /// Up-track read loops running now.
     pub forwarding_tasks: Arc<AtomicI64>,
     /// Peer connections created and not yet closed.
@@ -42,6 +45,7 @@ pub struct Tally {
     pub packets_out: u64,
     pub bytes_out: u64,
     pub dropped: u64,
+    pub residence: LocalHistogram<ResidenceBuckets>,
 }
 
 impl Tally {
@@ -52,6 +56,7 @@ impl Tally {
         stats.packets_forwarded.fetch_add(self.packets_out, r);
         stats.bytes_forwarded.fetch_add(self.bytes_out, r);
         stats.packets_dropped.fetch_add(self.dropped, r);
+        stats.residence.absorb(&mut self.residence);
         *self = Tally::default();
     }
 }

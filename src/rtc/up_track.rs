@@ -128,6 +128,9 @@ impl UpTrack {
                     Sent::Bytes(n) => {
                         tally.packets_out += 1;
                         tally.bytes_out += n as u64;
+                        // The n-th subscriber's packet waited for the n-1 before it:
+                        // the serial fan-out is part of what this measures.
+                        tally.residence.observe_us(now_us().saturating_sub(now));
                     }
                     Sent::WantsKeyframe => self.request_keyframe(),
                     Sent::Skipped => {}
