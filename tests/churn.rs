@@ -80,8 +80,9 @@ async fn churn_leaves_nothing_behind() {
 /// cycles (and the same zeros, read from `/healthz` and `/metrics`). Fails without the
 /// patched webrtc (vendor/webrtc-0.17.2, docs/decisions.md §8): a subscriber connection
 /// closed while the server waited for the client's DTLS ClientHello kept its UDP socket.
+/// And in about one run of two before the stop-races patch (vendor/README.md): a
+/// connection closed as its SCTP association came up kept its socket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "leaks one UDP socket in about 1 run of 2 after the stop-18 merges (plaza-soak: \"udp 0 -> 1\", every gauge 0): a peer connection's ICE socket outlives it; see the stop 18 closing note. Run with --ignored"]
 async fn the_server_process_keeps_no_file_descriptor() {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("churn");

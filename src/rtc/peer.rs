@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
-use webrtc::ice_transport::ice_gathering_state::RTCIceGatheringState;
 use webrtc::peer_connection::offer_answer_options::RTCOfferOptions;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
@@ -331,17 +330,11 @@ impl Peer {
         let ops = Arc::clone(&self.ops);
         self.media.handle().spawn(async move {
             let _op = ops.lock().await;
-            // webrtc-ice 0.17 adds a candidate gathered after its agent closed to the
-            // closed agent and starts it: its UDP socket is never closed. Let gathering
-            // (host candidates: milliseconds) finish first.
-            if pc.ice_gathering_state() == RTCIceGatheringState::Gathering {
-                let mut done = pc.gathering_complete_promise().await;
-                let _ = tokio::time::timeout(GATHERING_WAIT, done.recv()).await;
-            }
             clear_handlers(&pc);
-            // A DTLS handshake still waiting for a client that is gone ends here only
-            // with our patched webrtc (vendor/webrtc-0.17.2, docs/decisions.md §8);
-            // 0.17.2 as published keeps it, the connection and its sockets forever.
+            // Closing while ICE still gathers, while DTLS still waits for a client that
+            // is gone, or while a transport comes up leaves nothing running only with
+            // our patched webrtc and webrtc-ice (vendor/README.md, docs/decisions.md
+            // §8): 0.17.2 as published keeps the connection and its sockets forever.
             let _ = pc.close().await;
             drop(guard);
         });
@@ -377,9 +370,6 @@ async fn with_candidates(
         _ => sdp,
     }
 }
-
-/// How long `close` lets ICE gathering finish before closing anyway.
-const GATHERING_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Candidates kept per connection while its remote description is missing.
 const MAX_EARLY_CANDIDATES: usize = 64;
