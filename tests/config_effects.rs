@@ -112,7 +112,7 @@ fn row_for(key: &str) -> Option<Row> {
             SilentClientDropped,
         ),
         // A subscriber asks every 25 ms and the publisher answers within a frame: the
-        // cap is what spaces the requests, 600 ms here, 100 ms (the default) in the
+        // cap is what spaces the requests, 600 ms here, 50 ms (the default) in the
         // baseline. (A retry may not come sooner than the cap: 2 s, valid with both.)
         "media.keyframe_request_interval" => with(
             "600ms",

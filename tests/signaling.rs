@@ -79,7 +79,7 @@ async fn late_joiner_gets_a_requested_keyframe_within_a_second() {
 }
 
 /// However many subscribers start at once, the publisher is asked for at most one
-/// keyframe per cap interval (`media.keyframe_request_interval`, 100 ms) per track, not
+/// keyframe per cap interval (`media.keyframe_request_interval`, 50 ms) per track, not
 /// one per subscriber: requests merge while one is in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn keyframe_requests_are_throttled_per_track() {
@@ -99,16 +99,16 @@ async fn keyframe_requests_are_throttled_per_track() {
     }
     let elapsed = start.elapsed();
     let requests = publisher.sent(|s| s.keyframe_requests.clone());
-    let allowed = (elapsed.as_secs_f64() / 0.1).ceil() as usize + 1;
+    let allowed = (elapsed.as_secs_f64() / 0.05).ceil() as usize + 1;
     assert!(
         requests.len() <= allowed,
         "{} keyframe requests in {elapsed:?} for 5 subscribers (at most {allowed})",
         requests.len()
     );
     for w in requests.windows(2) {
-        // 100 ms at the server; the client sees them with some jitter.
+        // 50 ms at the server; the client sees them with some jitter.
         assert!(
-            w[1] - w[0] >= Duration::from_millis(70),
+            w[1] - w[0] >= Duration::from_millis(35),
             "requests {:?} apart",
             w[1] - w[0]
         );

@@ -94,10 +94,10 @@ settings! {
         // merge (rtc/keyframe.rs), so the cap only matters when many join together: a
         // big room must not cause a PLI storm (each keyframe costs the publisher a burst
         // of bits), and a subscriber held back by it waits at most this long.
-        // 100 ms: at 200 ms a meeting's late joiners waited up to the cap after a
-        // keyframe someone else asked for (first frame p95 170-365 ms in bench.sh);
-        // docs/decisions.md §5 has the measurements.
-        keyframe_request_interval: Duration = "100ms",
+        // 50 ms: a subscriber ready just after someone else's keyframe waits up to the
+        // cap; at 100 ms, 50 viewers joining at 10/s kept every request waiting for it
+        // (webinar first frame p95 132 ms, 95 ms at 50 ms). docs/decisions.md §5.
+        keyframe_request_interval: Duration = "50ms",
             flag "keyframe-request-interval", env "PLAZA_KEYFRAME_REQUEST_INTERVAL", sample "300ms";
         /// A keyframe request that got no keyframe within this long is sent again.
         keyframe_retry: Duration = "400ms",
