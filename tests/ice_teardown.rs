@@ -49,7 +49,9 @@ async fn closing_while_gathering_leaves_no_udp_socket() {
             .expect("transceiver");
         let offer = pc.create_offer(None).await.expect("offer");
         // Starts gathering in the background; close races it.
-        pc.set_local_description(offer).await.expect("local description");
+        pc.set_local_description(offer)
+            .await
+            .expect("local description");
         pc.close().await.expect("close");
     }
 

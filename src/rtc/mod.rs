@@ -212,6 +212,7 @@ fn build_api(ice: &IceConfig, udp_mux: Option<Arc<UDPMuxDefault>>) -> Result<API
 
     let mut s = SettingEngine::default();
     plaza_rtc::tune_ice(&mut s);
+    plaza_rtc::tune_srtp(&mut s);
     s.set_ice_timeouts(
         Some(ice.disconnected_timeout),
         Some(ice.failed_timeout),

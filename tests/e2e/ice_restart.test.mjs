@@ -2,7 +2,7 @@
 // bridge, the server on the bridge's own address). One host's address changes (old one
 // removed, new one added, its routes go with it). The page must notice, move its
 // signalling to a new socket (session resume) and restart ICE on both connections:
-// both sides decode each other's video again (the goal: within 5 s), the participant ids stay, and
+// both sides decode each other's video again (within 5 s), the participant ids stay, and
 // nobody is told of a leave or a join.
 //
 // Needs root (ip netns, veth, bridge); run.sh runs it inside `unshare -n` like the rest.
@@ -15,10 +15,10 @@ import { after, before, describe, test } from 'node:test';
 
 import { OUT_DIR, PlazaServer, joinRoom, launchBrowser, remoteMedia, waitFor } from './harness.mjs';
 
-// How long decoding may take to come back after the change (see the test's comment).
-const RECOVERY_TIMEOUT_MS = Number(
-  process.env.RECOVERY_TIMEOUT_MS ?? (process.env.PLAZA_E2E_STRICT === '1' ? 4_000 : 19_000),
-);
+// How long after the address change both pages must decode each other's video again
+// (issue 13). Measured with the SRTP replay window fix: 2.4-3.2 s (the page notices the
+// dead socket after 2 s of silence, resumes and restarts ICE in a few hundred ms).
+const RECOVERY_GOAL_MS = 5_000;
 
 const ip = (...args) => execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
 const tag = process.pid % 100000;
@@ -81,6 +81,44 @@ function recordSignalling(page) {
   return received;
 }
 
+/**
+ * PLAZA_E2E_ICE_TRACE=1: every 250 ms, one line per page with the ICE state of both
+ * connections, the inbound video (frames, keyframes, loss, NACKs, PLIs it sent) and the
+ * outbound video (frames, keyframes encoded, PLIs and NACKs it got). For finding which
+ * side of which connection holds recovery up.
+ */
+function traceMedia(people, t0) {
+  if (process.env.PLAZA_E2E_ICE_TRACE !== '1') return () => {};
+  let on = true;
+  const sample = (page) => page.evaluate(() => {
+    const p = window.plaza;
+    const out = { pub: p.publisherPc?.iceConnectionState, sub: p.subscriberPc?.iceConnectionState };
+    const grab = async (pc, type) => {
+      if (!pc) return null;
+      for (const s of (await pc.getStats()).values()) {
+        if (s.type === type && s.kind === 'video') return s;
+      }
+      return null;
+    };
+    return Promise.all([grab(p.subscriberPc, 'inbound-rtp'), grab(p.publisherPc, 'outbound-rtp')]).then(([i, o]) => {
+      if (i) out.in = `ssrc=${i.ssrc} fr=${i.framesDecoded} kf=${i.keyFramesDecoded} pkts=${i.packetsReceived} lost=${i.packetsLost} nack=${i.nackCount} pli=${i.pliCount} fir=${i.firCount}`;
+      if (o) out.out = `ssrc=${o.ssrc} fr=${o.framesSent} kf=${o.keyFramesEncoded} pkts=${o.packetsSent} retx=${o.retransmittedPacketsSent} tgt=${Math.round((o.targetBitrate ?? 0) / 1000)}k pli=${o.pliCount} nack=${o.nackCount}`;
+      return out;
+    });
+  });
+  (async () => {
+    // Bounded: a failed wait never reaches stopTrace.
+    while (on && Date.now() - t0 < 30_000) {
+      for (const [name, p] of Object.entries(people)) {
+        const s = await sample(p.page).catch((e) => ({ error: e.message }));
+        console.log(`+${Date.now() - t0}ms ${name}: ${JSON.stringify(s)}`);
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  })();
+  return () => { on = false; };
+}
+
 const decodedFrom = async (p, other) => (await remoteMedia(p.page))[other.id]?.framesDecoded ?? 0;
 
 describe('ICE restart on a network change', { concurrency: 1 }, () => {
@@ -111,10 +149,6 @@ describe('ICE restart on a network change', { concurrency: 1 }, () => {
     if (server) console.log(`server log: ${server.logPath}`);
   });
 
-  // The goal is 5 s (issue 13), reached in about half the runs on this shared machine:
-  // ICE is back in ~3 s, but one direction's video sometimes takes 6-18 s more (cause
-  // not found yet; see the closing note). So the test asserts recovery within 20 s and
-  // prints the time against the goal; PLAZA_E2E_STRICT=1 asserts the goal itself.
   test('a page whose address changes decodes again, with no leave and no join', { timeout: 120_000 }, async () => {
     const pageServer = { base: `http://${SERVER_IP}:${server.port}` };
     const signalling = {};
@@ -142,6 +176,7 @@ describe('ICE restart on a network change', { concurrency: 1 }, () => {
     ip('-n', hosts.ann.ns, 'addr', 'del', `${hosts.ann.addr}/24`, 'dev', 'eth0');
     ip('-n', hosts.ann.ns, 'addr', 'add', `${NEW_ADDR}/24`, 'dev', 'eth0');
     console.log(`${new Date().toISOString().slice(11, 23)} Ann's address changed`);
+    const stopTrace = traceMedia(people, t0);
 
     // Whatever the jitter buffers held is decoded within a second of the path dying;
     // from then on, frames decoded are frames that came over the new path.
@@ -154,15 +189,18 @@ describe('ICE restart on a network change', { concurrency: 1 }, () => {
       [ben, ann, 'ben'],
     ].map(async ([p, other, key]) => {
       await waitFor(async () => (await decodedFrom(p, other)) > stalled[key] + 5, {
-        timeout: RECOVERY_TIMEOUT_MS,
+        // Counted from the change, not from here: the goal is the user's wait.
+        timeout: Math.max(0, t0 + RECOVERY_GOAL_MS - Date.now()),
         interval: 100,
         message: `${p.name} to decode ${other.name}'s video again after the address change`,
       });
       recovered[key] = Date.now() - t0;
     }));
+    if (process.env.PLAZA_E2E_ICE_TRACE === '1') await new Promise((r) => setTimeout(r, Math.max(0, t0 + 10_000 - Date.now())));
+    stopTrace();
     const slowest = Math.max(recovered.ann, recovered.ben);
-    console.log(`decoding again after the address change: Ann ${recovered.ann} ms, Ben ${recovered.ben} ms ` +
-      `(goal 5000 ms: ${slowest <= 5000 ? 'met' : 'NOT met'})`);
+    console.log(`decoding again after the address change: Ann ${recovered.ann} ms, Ben ${recovered.ben} ms`);
+    assert.ok(slowest <= RECOVERY_GOAL_MS, `decoding again took ${slowest} ms (goal ${RECOVERY_GOAL_MS} ms)`);
 
     // Same participants, and nobody was told anyone left or joined.
     assert.equal(await ann.page.evaluate(() => window.plaza.participantId), ids.ann);

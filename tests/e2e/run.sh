@@ -3,6 +3,8 @@
 # the server to be built already, e.g. from the repository root:
 #   cargo build
 #   unshare -n sh -c 'ip link set lo up && tests/e2e/run.sh'
+# Arguments name test files to run instead of all, e.g. `tests/e2e/run.sh ice_restart`
+# (ice_restart.test.mjs); the browser runs are slow on a small machine.
 # Env: PLAZA_BIN (server binary, default target/debug/plaza), CHROMIUM_BIN (default
 # /usr/bin/chromium; Debian package "chromium").
 set -euo pipefail
@@ -26,4 +28,16 @@ if [ "$locked" != "$installed" ]; then
   fi
 fi
 
-exec npm test
+if [ "$#" -eq 0 ]; then
+  exec npm test
+fi
+files=()
+for name in "$@"; do
+  file="${name%.test.mjs}.test.mjs"
+  if [ ! -f "$file" ]; then
+    echo "run.sh: no test file $file in tests/e2e" >&2
+    exit 1
+  fi
+  files+=("$file")
+done
+exec node --test --test-concurrency=1 "${files[@]}"

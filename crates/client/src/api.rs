@@ -21,6 +21,7 @@ pub fn build_client_api(ice_ips: &[IpAddr]) -> ClientResult<webrtc::api::API> {
     let registry = plaza_rtc::interceptors(&mut media)?;
     let mut s = SettingEngine::default();
     plaza_rtc::tune_ice(&mut s);
+    plaza_rtc::tune_srtp(&mut s);
     if !ice_ips.is_empty() {
         let allowed = ice_ips.to_vec();
         s.set_ip_filter(Box::new(move |ip| allowed.contains(&ip)));

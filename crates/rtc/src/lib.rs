@@ -9,6 +9,8 @@
 //! - [`codec`]: the codecs Plaza forwards, and keyframe detection on RTP payloads.
 //! - [`interceptors`]: the RTCP/NACK chain, with a short NACK history.
 //! - [`tune_ice`]: ICE settings for fast nomination and no mDNS.
+//! - [`tune_srtp`]: an SRTP replay window that accepts every retransmission the NACK
+//!   generator asks for.
 
 pub mod codec;
 
@@ -27,9 +29,29 @@ pub use codec::{register_codecs, PayloadFormat};
 /// which pinned about 10 MB of payloads per published video track.
 const NACK_HISTORY_LOG2: u8 = 9;
 
+/// How far back the NACK generator looks for lost packets: 1024 (2^(4+6)) packets, about
+/// 7 s of 1.5 Mbit/s video. A packet further back is never asked for again. webrtc-rs's
+/// default, 8192, kept asking for a minute for packets the sender no longer had (a
+/// browser keeps about a second), and would need an SRTP replay window as large (see
+/// `SRTP_REPLAY_WINDOW`).
+const NACK_GENERATOR_LOG2_MINUS_6: u8 = 4;
+
+/// The SRTP replay window, in packets: as long as the NACK generator's log, so every
+/// retransmission it asks for is let in.
+///
+/// webrtc-rs's default is 64, and it refuses anything further behind the newest packet
+/// as a replay ("srtp ... duplicated" in the log) before the NACK generator sees it. After
+/// a gap of more than 64 packets (measured: a browser whose address changed, ICE back
+/// after 2 s, issue 13) the generator asked again every 100 ms for packets the browser
+/// kept resending and we kept refusing; the browser, counting them as lost (TWCC never
+/// saw them), dropped its target bitrate to 30 kbit/s and spent most of it on those
+/// retransmissions: its video reached the others 3-18 s late.
+pub const SRTP_REPLAY_WINDOW: usize = 1 << (NACK_GENERATOR_LOG2_MINUS_6 + 6);
+
 /// The interceptor chain every Plaza peer connection (and the headless client) uses:
 /// webrtc-rs's defaults (NACK generator and responder, RTCP reports, TWCC feedback to
-/// publishers), with a shorter NACK history.
+/// publishers), with a shorter NACK history and a generator log that matches the SRTP
+/// replay window ([`tune_srtp`]).
 pub fn interceptors(media: &mut MediaEngine) -> webrtc::error::Result<Registry> {
     use webrtc::interceptor::nack::{generator::Generator, responder::Responder};
     // The codecs already list the `nack` and `nack pli` feedback (codec::register_codecs).
@@ -37,9 +59,17 @@ pub fn interceptors(media: &mut MediaEngine) -> webrtc::error::Result<Registry> 
     registry.add(Box::new(
         Responder::builder().with_log2_size(NACK_HISTORY_LOG2),
     ));
-    registry.add(Box::new(Generator::builder()));
+    registry.add(Box::new(
+        Generator::builder().with_log2_size_minus_6(NACK_GENERATOR_LOG2_MINUS_6),
+    ));
     let registry = configure_rtcp_reports(registry);
     configure_twcc_receiver_only(registry, media)
+}
+
+/// SRTP settings every Plaza peer connection (and the headless client) uses with
+/// [`interceptors`]: see `SRTP_REPLAY_WINDOW`.
+pub fn tune_srtp(s: &mut SettingEngine) {
+    s.set_srtp_replay_protection_window(SRTP_REPLAY_WINDOW);
 }
 
 /// ICE settings every Plaza peer connection (and the headless client) uses.
