@@ -22,8 +22,7 @@ pub trait Buckets {
 pub struct JoinBuckets;
 impl Buckets for JoinBuckets {
     const UPPER_US: &'static [u64] = &[
-        5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
-        5_000_000,
+        5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
     ];
 }
 
@@ -32,8 +31,7 @@ impl Buckets for JoinBuckets {
 pub struct ResidenceBuckets;
 impl Buckets for ResidenceBuckets {
     const UPPER_US: &'static [u64] = &[
-        50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
-        1_000_000,
+        50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
     ];
 }
 
@@ -132,7 +130,11 @@ impl<B: Buckets> Default for LocalHistogram<B> {
 
 impl<B: Buckets> std::fmt::Debug for LocalHistogram<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "LocalHistogram({:?})", &self.counts[..=B::UPPER_US.len()])
+        write!(
+            f,
+            "LocalHistogram({:?})",
+            &self.counts[..=B::UPPER_US.len()]
+        )
     }
 }
 

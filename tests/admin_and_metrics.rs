@@ -74,7 +74,10 @@ async fn health_and_metrics_describe_the_live_server() {
     bob.leave().await.expect("Bob leaves");
     let deadline = std::time::Instant::now() + WAIT;
     while plaza::rtc::MediaStats::gauge(&server.stats.forwarding_tasks) > 0 {
-        assert!(std::time::Instant::now() < deadline, "read loops still running");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "read loops still running"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (_, text) = http(server.addr, "GET", "/metrics", &[]).await;
@@ -97,7 +100,10 @@ async fn health_and_metrics_describe_the_live_server() {
         .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
         .collect();
     assert_eq!(buckets.len(), 14, "13 bounds and +Inf");
-    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "cumulative: {buckets:?}");
+    assert!(
+        buckets.windows(2).all(|w| w[0] <= w[1]),
+        "cumulative: {buckets:?}"
+    );
     assert_eq!(buckets.last(), Some(&forwarded));
     assert!(value("plaza_relay_residence_seconds_sum") > 0.0);
 }
