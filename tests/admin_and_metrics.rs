@@ -10,6 +10,15 @@ use plaza_protocol::ServerMessage;
 
 const KEY: &str = "an-admin-key-for-tests";
 
+/// The value of the sample `name` (with its labels, if any) in a `/metrics` text.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing in\n{text}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn health_and_metrics_describe_the_live_server() {
     let server = server();
@@ -48,13 +57,7 @@ async fn health_and_metrics_describe_the_live_server() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let value = |name: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing in\n{text}"))
-    };
+    let value = |name: &str| metric(&text, name);
     assert_eq!(value("plaza_rooms"), 1.0);
     assert_eq!(value("plaza_participants"), 2.0);
     assert_eq!(value("plaza_published_tracks"), 4.0);
@@ -81,13 +84,7 @@ async fn health_and_metrics_describe_the_live_server() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (_, text) = http(server.addr, "GET", "/metrics", &[]).await;
-    let value = |name: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing in\n{text}"))
-    };
+    let value = |name: &str| metric(&text, name);
     let forwarded = value("plaza_packets_forwarded_total");
     let residence = value("plaza_relay_residence_seconds_count");
     assert_eq!(

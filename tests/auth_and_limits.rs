@@ -175,21 +175,14 @@ async fn a_subscribe_only_token_receives_but_cannot_publish() {
     );
 }
 
-/// `plaza token` mints what the server accepts.
-#[test]
-fn the_token_command_mints_a_valid_token() {
+/// Runs `plaza token --room demo` with `args` and the environment `env`, and verifies
+/// what it prints with the test secret.
+fn token_command(args: &[&str], env: &[(&str, &str)]) -> plaza_protocol::auth::Grant {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_plaza"))
-        .args([
-            "token",
-            "--room",
-            "demo",
-            "--identity",
-            "alice",
-            "--ttl",
-            "10m",
-            "--no-publish",
-        ])
+        .args(["token", "--room", "demo"])
+        .args(args)
         .env("PLAZA_AUTH_SECRET", SECRET)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(
@@ -198,9 +191,18 @@ fn the_token_command_mints_a_valid_token() {
         String::from_utf8_lossy(&out.stderr)
     );
     let t = String::from_utf8(out.stdout).unwrap();
-    let grant = TokenVerifier::new(SECRET)
+    TokenVerifier::new(SECRET)
         .verify(Some(t.trim()), "demo")
-        .unwrap();
+        .unwrap()
+}
+
+/// `plaza token` mints what the server accepts.
+#[test]
+fn the_token_command_mints_a_valid_token() {
+    let grant = token_command(
+        &["--identity", "alice", "--ttl", "10m", "--no-publish"],
+        &[],
+    );
     assert_eq!(grant.identity.as_deref(), Some("alice"));
     assert!(!grant.publish && grant.subscribe);
     let claims = grant.claims.unwrap();
@@ -212,37 +214,25 @@ fn the_token_command_mints_a_valid_token() {
     assert!(claims.aud.is_empty() && claims.iss.is_none());
 
     // The configured audience and issuer go in by default; flags override, "" removes.
-    let mint = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_plaza"))
-            .args(["token", "--room", "demo", "--identity", "alice"])
-            .args(args)
-            .env("PLAZA_AUTH_SECRET", SECRET)
-            .env("PLAZA_AUTH_AUDIENCE", "plaza.example")
-            .env("PLAZA_AUTH_ISSUER", "https://app.example")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let t = String::from_utf8(out.stdout).unwrap();
-        let claims = TokenVerifier::new(SECRET)
-            .verify(Some(t.trim()), "demo")
-            .unwrap()
+    let configured = [
+        ("PLAZA_AUTH_AUDIENCE", "plaza.example"),
+        ("PLAZA_AUTH_ISSUER", "https://app.example"),
+    ];
+    let aud_iss = |args: &[&str]| {
+        let claims = token_command(&[&["--identity", "alice"], args].concat(), &configured)
             .claims
             .unwrap();
         (claims.aud, claims.iss)
     };
     assert_eq!(
-        mint(&[]),
+        aud_iss(&[]),
         (
             vec!["plaza.example".to_string()],
             Some("https://app.example".into())
         )
     );
     assert_eq!(
-        mint(&["--audience", "other", "--issuer", ""]),
+        aud_iss(&["--audience", "other", "--issuer", ""]),
         (vec!["other".to_string()], None)
     );
 }
