@@ -22,8 +22,8 @@ use plaza_protocol::{ParticipantId, TrackId};
 use plaza_rtc::PayloadFormat;
 
 use super::forwarder::{Forwarder, Verdict};
+use super::keyframe::KeyframeSource;
 use super::stats::{MediaStats, TaskGuard};
-use super::up_track::UpTrack;
 
 /// What the negotiation gave this track on the subscriber's connection.
 struct Binding {
@@ -62,14 +62,14 @@ pub struct DownTrack {
     transport_ready: Arc<AtomicBool>,
     /// The track it forwards, to ask for a keyframe the moment this one can send.
     /// Weak: the up track holds its down tracks, not the other way round.
-    up: Weak<UpTrack>,
+    up: Weak<dyn KeyframeSource>,
     /// Counts this down track in `MediaStats::subscriptions` while it lives.
     _alive: TaskGuard,
 }
 
 impl DownTrack {
     pub fn new(
-        up: Weak<UpTrack>,
+        up: Weak<dyn KeyframeSource>,
         track_id: TrackId,
         publisher: &ParticipantId,
         subscriber: ParticipantId,

@@ -15,6 +15,13 @@
 
 use std::time::Duration;
 
+/// Whatever can ask a publisher for a keyframe: the up track. A down track holds one
+/// (weakly) to ask the moment it can send, without depending on the up track's type
+/// (which depends on it).
+pub trait KeyframeSource: Send + Sync {
+    fn request_keyframe(&self);
+}
+
 /// The two intervals of the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyframePolicy {

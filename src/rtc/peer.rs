@@ -113,8 +113,9 @@ impl Peer {
     /// `up` as `subscriber` will get it on this (subscriber) connection; it receives
     /// packets once added with `UpTrack::add_subscriber`.
     pub fn down_track_for(&self, up: &Arc<UpTrack>, subscriber: ParticipantId) -> Arc<DownTrack> {
+        let up_weak: std::sync::Weak<UpTrack> = Arc::downgrade(up);
         let down = Arc::new(DownTrack::new(
-            Arc::downgrade(up),
+            up_weak,
             up.id.clone(),
             &up.publisher,
             subscriber,

@@ -20,7 +20,7 @@ use plaza_protocol::{MediaKind, ParticipantId, TrackId, TrackInfo};
 use plaza_rtc::PayloadFormat;
 
 use super::down_track::{DownTrack, Sent};
-use super::keyframe::{KeyframePolicy, KeyframeRequests};
+use super::keyframe::{KeyframePolicy, KeyframeRequests, KeyframeSource};
 use super::stats::{MediaStats, Tally, TaskGuard};
 
 /// Microseconds since the first call: the forwarders' clock.
@@ -253,6 +253,12 @@ impl UpTrack {
     pub fn stop(&self) {
         self.cancel.cancel();
         self.subscribers.store(Arc::new(Vec::new()));
+    }
+}
+
+impl KeyframeSource for UpTrack {
+    fn request_keyframe(&self) {
+        UpTrack::request_keyframe(self);
     }
 }
 
