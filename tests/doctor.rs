@@ -316,3 +316,135 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A stand-in for a TURN provider's REST API on the TURN host: `python3 -m http.server`
+/// serving one file (the query string with the API key is ignored, as the file name is
+/// all it looks at).
+struct FakeProvider {
+    child: std::process::Child,
+    dir: PathBuf,
+    url: String,
+}
+
+impl FakeProvider {
+    /// Serves `body` at `http://TURN_IP:8099/credentials` in the TURN host's namespace.
+    fn start(h: &Hosts, tag: &str, body: &str) -> FakeProvider {
+        use std::io::BufRead;
+        let dir = std::env::temp_dir().join(format!(
+            "plaza-doctor-provider-{}-{tag}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("credentials"), body).unwrap();
+        let mut child = h
+            .turn
+            .command("python3")
+            .args(["-u", "-m", "http.server", "8099", "--bind", &h.turn_ip])
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        // It says "Serving HTTP on ..." once it listens.
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the fake provider starts");
+        assert!(line.contains("Serving HTTP"), "fake provider: {line}");
+        let url = format!("http://{}:8099/credentials", h.turn_ip);
+        FakeProvider { child, dir, url }
+    }
+}
+
+impl Drop for FakeProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// With a TURN provider, the doctor fetches its list once as the server does and
+/// allocates with the credentials it hands out; credentials its TURN server refuses
+/// fail with a fix that points at the provider, and the API key is never printed.
+#[test]
+fn a_turn_providers_credentials_are_allocated_with() {
+    const API_KEY: &str = "provider-api-key-4242";
+    let mut h = Hosts::new();
+    h.start_coturn(SECRET, None);
+    let provider_list = |secret: &str| {
+        let expiry = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600;
+        let username = format!("{expiry}:provider-user");
+        serde_json::json!([{
+            "urls": [format!("turn:{}:3478?transport=udp", h.turn_ip)],
+            "username": username,
+            "credential": plaza::turn::rest_credential(secret, &username),
+        }])
+        .to_string()
+    };
+    let args = |url: &str| {
+        vec![
+            "--web-root=web".to_string(),
+            format!("--udp-port={MEDIA_PORT}"),
+            format!("--nat-1to1-ip={}", h.host_ip),
+            format!("--turn-provider-url={url}"),
+            format!("--turn-provider-api-key={API_KEY}"),
+            "--probe-timeout=2s".into(),
+        ]
+    };
+
+    let good = FakeProvider::start(&h, "good", &provider_list(SECRET));
+    let d = h.doctor(&args(&good.url));
+    assert!(
+        d.lines("ok", "turn")
+            .iter()
+            .any(|l| l.contains("TURN provider: 1 ICE servers fetched")),
+        "{d}"
+    );
+    assert!(
+        d.lines("ok", "turn")
+            .iter()
+            .any(|l| l.contains("over UDP: provider credentials allocate")),
+        "{d}"
+    );
+    assert!(d.lines("FAIL", "turn").is_empty(), "{d}");
+    assert!(
+        !d.stdout.contains(API_KEY) && !d.stderr.contains(API_KEY),
+        "{d}"
+    );
+    drop(good);
+
+    let wrong = FakeProvider::start(&h, "wrong", &provider_list("not-the-coturn-secret"));
+    let d = h.doctor(&args(&wrong.url));
+    assert_eq!(d.code, Some(1), "{d}");
+    assert!(
+        d.lines("FAIL", "turn")
+            .iter()
+            .any(|l| l.contains("credentials refused (401")),
+        "{d}"
+    );
+    let fix = d
+        .fix_for("over UDP: credentials refused")
+        .unwrap_or_default();
+    assert!(fix.contains("the provider hands out credentials"), "{d}");
+    assert!(
+        !d.stdout.contains(API_KEY) && !d.stderr.contains(API_KEY),
+        "{d}"
+    );
+    drop(wrong);
+
+    // A provider that cannot be reached is a failure of its own.
+    let d = h.doctor(&args(&format!("http://{}:8099/credentials", h.turn_ip)));
+    assert_eq!(d.code, Some(1), "{d}");
+    assert!(
+        d.lines("FAIL", "turn")
+            .iter()
+            .any(|l| l.contains("TURN provider: the credentials fetch failed")),
+        "{d}"
+    );
+}

@@ -1,7 +1,9 @@
 //! TURN: the credentials Plaza mints (`turn.secret` + `turn.urls`, exactly as in
-//! `joined`) and any static ones in `ice_servers` must allocate on each server over
-//! each transport its URL lists; for `turns:`, the certificate must be valid for the
-//! URL's host name (a browser checks it the same way).
+//! `joined`), those its TURN provider hands out (`turn_provider.url`, fetched once as
+//! the server does at startup), any static ones in `ice_servers`, and the server's own
+//! (`ice.servers`) must allocate on each server over each transport its URL lists; for
+//! `turns:`, the certificate must be valid for the URL's host name (a browser checks it
+//! the same way).
 
 use std::time::Duration;
 
@@ -27,7 +29,8 @@ pub async fn check(
 ) -> (Vec<Check>, Option<Relay>) {
     let mut out = Vec::new();
     let mut relay: Option<Relay> = None;
-    let servers = turn_servers(config);
+    let mut servers = turn_servers(config);
+    servers.extend(provider_servers(config, &mut out).await);
     if servers.is_empty() {
         out.push(Check::warn(
             "turn",
@@ -96,7 +99,41 @@ pub async fn check(
     (out, relay)
 }
 
-/// Minted credentials (as a participant gets them) first, then static ones.
+/// The TURN entries of the list the provider hands out now, fetched once the way the
+/// server fetches it at startup; whether the fetch worked is a check of its own.
+async fn provider_servers(config: &Config, out: &mut Vec<Check>) -> Vec<(&'static str, IceServer)> {
+    let Some(provider) = crate::turn::provider::TurnProvider::new(&config.turn_provider) else {
+        return Vec::new();
+    };
+    // awc (the provider's HTTP client, as in the server) runs on a local task set.
+    tokio::task::LocalSet::new()
+        .run_until(async {
+            let client = provider.client();
+            provider.fetch_and_record(&client).await
+        })
+        .await;
+    let health = provider.health();
+    match health.last_error {
+        Some(why) => out.push(Check::fail(
+            "turn",
+            format!("TURN provider: the credentials fetch failed: {why}"),
+            "check turn_provider.url and turn_provider.api_key (PLAZA_TURN_PROVIDER_API_KEY),              and that this host reaches the provider over HTTPS",
+        )),
+        None => out.push(Check::ok(
+            "turn",
+            format!("TURN provider: {} ICE servers fetched", health.servers),
+        )),
+    }
+    provider
+        .servers()
+        .into_iter()
+        .filter(|s| s.urls.iter().any(|u| u.starts_with("turn")))
+        .map(|s| ("provider", s))
+        .collect()
+}
+
+/// Minted credentials (as a participant gets them) first, then static ones, then the
+/// server's own.
 fn turn_servers(config: &Config) -> Vec<(&'static str, IceServer)> {
     let mut out = Vec::new();
     if !config.turn.secret.is_empty() && !config.turn.urls.is_empty() {
@@ -111,6 +148,11 @@ fn turn_servers(config: &Config) -> Vec<(&'static str, IceServer)> {
             out.push(("static (ice_servers)", s.clone()));
         }
     }
+    for s in &config.ice.servers {
+        if s.urls.iter().any(|u| u.starts_with("turn")) {
+            out.push(("the server's own (ice.servers)", s.clone()));
+        }
+    }
     out
 }
 
@@ -121,6 +163,16 @@ fn failure(label: &str, source: &str, url: &IceUrl, e: &ProbeError, roots: &TlsR
             "turn.secret must equal coturn's static-auth-secret, and coturn must run with \
              use-auth-secret; also check both clocks (a minted username carries its expiry \
              time)"
+                .to_string()
+        }
+        ProbeError::Unauthorized if source == "provider" => {
+            "the provider hands out credentials its TURN server refuses: check the account \
+             or application the API key belongs to, and this host's clock"
+                .to_string()
+        }
+        ProbeError::Unauthorized if source.contains("ice.servers") => {
+            "fix the username/credential of this ice.servers entry (the server's own TURN \
+             access)"
                 .to_string()
         }
         ProbeError::Unauthorized => {
