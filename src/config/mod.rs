@@ -396,16 +396,15 @@ impl Config {
             }
             _ => {}
         }
-        for mapping in &ice.nat_1to1_ips {
-            // "public" or "public/local" (which local address it stands for).
-            let ok = mapping.split('/').count() <= 2
-                && mapping.split('/').all(|ip| ip.parse::<IpAddr>().is_ok());
-            if !ok {
-                return bad(
-                    "ice.nat_1to1_ips",
-                    format!("{mapping:?} is not an IP address (or public/local pair)"),
-                );
-            }
+        // As webrtc-ice's mapper reads it: refused here rather than at the first call.
+        if let Err(why) = crate::ice_addresses::nat::NatMapping::parse(&ice.nat_1to1_ips) {
+            return bad(
+                "ice.nat_1to1_ips",
+                format!(
+                    "{why}: give one public IP per address family (e.g. 203.0.113.7), or \
+                     public/local pairs (203.0.113.7/10.0.0.5)"
+                ),
+            );
         }
         if ice.keepalive_interval.is_zero()
             || ice.disconnected_timeout <= ice.keepalive_interval

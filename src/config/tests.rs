@@ -272,6 +272,11 @@ fn errors_name_the_key() {
             .contains("ice.udp_port")
     );
     assert!(err("[ice]\nnat_1to1_ips = [\"nope\"]").contains("ice.nat_1to1_ips"));
+    // What webrtc-ice would refuse only at the first call: two sole IPs of one family.
+    assert!(
+        err("[ice]\nnat_1to1_ips = [\"203.0.113.7\", \"203.0.113.8\"]")
+            .contains("cannot be combined")
+    );
     assert!(err("[[ice_servers]]\nurls = [\"http://x\"]").contains("ice_servers[0].urls"));
     assert!(err("[limits]\nmax_rooms = 0").contains("limits.max_rooms"));
     assert!(err("lisen = \"x\"").contains("lisen"));

@@ -9,7 +9,7 @@
 //! [`crate::rtc::local_addresses`]) so that the server's startup log and `plaza doctor`
 //! say the same thing, and tests need no network. A leaf: it imports only the settings.
 
-mod nat;
+pub(crate) mod nat;
 mod scope;
 
 use std::fmt;
