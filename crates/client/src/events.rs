@@ -82,6 +82,9 @@ pub enum Step {
     PublisherConnected,
     /// The server's first subscriber offer arrived.
     SubscriberOffer,
+    /// ICE on our subscriber connection is connected (DTLS follows): splits the
+    /// subscriber connection's time between the two.
+    SubscriberIceConnected,
     /// Our subscriber connection is connected.
     SubscriberConnected,
     /// The first RTP packet of any remote track.
@@ -91,11 +94,12 @@ pub enum Step {
 }
 
 impl Step {
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
     pub const ALL: [Step; Step::COUNT] = [
         Step::PublisherAnswer,
         Step::PublisherConnected,
         Step::SubscriberOffer,
+        Step::SubscriberIceConnected,
         Step::SubscriberConnected,
         Step::FirstRtp,
         Step::FirstKeyframe,
@@ -106,6 +110,7 @@ impl Step {
             Step::PublisherAnswer => "publisher answer",
             Step::PublisherConnected => "publisher connected",
             Step::SubscriberOffer => "first subscriber offer",
+            Step::SubscriberIceConnected => "subscriber ICE connected",
             Step::SubscriberConnected => "subscriber connected",
             Step::FirstRtp => "first RTP",
             Step::FirstKeyframe => "first keyframe",

@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
+use webrtc::ice_transport::ice_connection_state::RTCIceConnectionState;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
@@ -206,6 +207,15 @@ pub(crate) fn wire_peer(pc: &Arc<RTCPeerConnection>, target: PeerTarget, shared:
         s.send(&ClientMessage::Candidate { target, candidate });
         Box::pin(async {})
     }));
+    if target == PeerTarget::Subscriber {
+        let s = Arc::clone(shared);
+        pc.on_ice_connection_state_change(Box::new(move |state| {
+            if state == RTCIceConnectionState::Connected {
+                s.timeline.mark(Step::SubscriberIceConnected);
+            }
+            Box::pin(async {})
+        }));
+    }
     let s = Arc::clone(shared);
     pc.on_peer_connection_state_change(Box::new(move |state| {
         if state == RTCPeerConnectionState::Connected {
