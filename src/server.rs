@@ -122,6 +122,10 @@ impl Plaza {
                 .configure(crate::admin::routes)
                 .service(actix_files::Files::new("/", &web_root).index_file("index.html"))
         })
+        // Signalling is small messages in quick succession (an answer, then candidates):
+        // with Nagle on, one waits for the ACK of the one before, which the other side
+        // delays up to 40 ms. Must be set before `listen`, which reads it.
+        .tcp_nodelay(true)
         .listen(listener)?
         .disable_signals()
         .shutdown_timeout(1);

@@ -46,7 +46,9 @@ pub(crate) async fn connect(
     opts: &ParticipantOptions,
 ) -> ClientResult<(SocketSink, SocketStream, Joined)> {
     let started = Instant::now();
-    let (ws, _) = tokio_tungstenite::connect_async(opts.url.as_str()).await?;
+    // Nagle off, as browsers do: see the server's `tcp_nodelay`.
+    let (ws, _) =
+        tokio_tungstenite::connect_async_with_config(opts.url.as_str(), None, true).await?;
     let socket_open = Instant::now();
     let (mut sink, mut stream) = ws.split();
     let join = ClientMessage::Join {
@@ -114,7 +116,7 @@ pub(crate) async fn resume(
             .ok_or_else(|| ClientError::Protocol("no resume token".into()))?;
         (token, r.received)
     };
-    let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
     let (mut sink, mut stream) = ws.split();
     sink.send(WsMessage::Text(json(&ClientMessage::Resume {
         token,

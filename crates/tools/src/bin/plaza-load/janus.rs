@@ -121,7 +121,8 @@ pub async fn join(spec: JoinSpec<'_>) -> Result<JanusMember> {
     request
         .headers_mut()
         .insert("Sec-WebSocket-Protocol", "janus-protocol".parse()?);
-    let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+    // Nagle off, as browsers do (and as the Plaza client does).
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
     let (mut sink, mut stream) = ws.split();
     let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
     let (events_tx, mut events) = mpsc::unbounded_channel::<Value>();
