@@ -365,8 +365,9 @@ impl Drop for FakeProvider {
     }
 }
 
-/// With a TURN provider, the doctor fetches its list once as the server does and
-/// allocates with the credentials it hands out; credentials its TURN server refuses
+/// With a TURN provider, the doctor fetches its list once as the server does, asks its
+/// servers for this host's public address and allocates with the credentials it hands
+/// out; credentials its TURN server refuses
 /// fail with a fix that points at the provider, and the API key is never printed.
 #[test]
 fn a_turn_providers_credentials_are_allocated_with() {
@@ -413,6 +414,13 @@ fn a_turn_providers_credentials_are_allocated_with() {
         "{d}"
     );
     assert!(d.lines("FAIL", "turn").is_empty(), "{d}");
+    // The provider's TURN server answers STUN too: the address check uses it.
+    assert!(
+        d.lines("ok", "nat")
+            .iter()
+            .any(|l| l.contains(&format!("sees this host as {}", h.host_ip))),
+        "{d}"
+    );
     assert!(
         !d.stdout.contains(API_KEY) && !d.stderr.contains(API_KEY),
         "{d}"

@@ -45,10 +45,13 @@ pub async fn run(config: &Config, options: &Options) -> Report {
 
     let announced = announced_addresses(&config.ice, &interfaces);
     report.extend(announce::check(&announced));
-    report.extend(public_address::check(config, &announced, options.timeout).await);
+    // Fetched once: its STUN/TURN servers serve the address check and the TURN checks.
+    let (provider_checks, provider) = turn_checks::provider_list(config).await;
+    report.extend(public_address::check(config, &provider, &announced, options.timeout).await);
 
     let roots = probe::load_roots(options.ca_file.clone());
-    let (turn, relay) = turn_checks::check(config, &roots, options.timeout).await;
+    let (turn, relay) = turn_checks::check(config, &provider, &roots, options.timeout).await;
+    report.extend(provider_checks);
     report.extend(turn);
     report.extend(reachability::check(&announced, relay.as_ref(), options.timeout).await);
     if let Some(relay) = relay {

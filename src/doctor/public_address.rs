@@ -5,19 +5,25 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use plaza_protocol::IceServer;
+
 use super::report::Check;
 use super::urls::IceUrl;
 use crate::config::Config;
 use crate::ice_addresses::{Announcement, NatMapping};
 use crate::rtc::probe;
 
-/// STUN servers to ask: the `stun:` URLs of `ice_servers`, else the TURN servers (a
-/// TURN server answers STUN Binding requests too).
-fn stun_servers(config: &Config) -> Vec<IceUrl> {
-    let stun: Vec<IceUrl> = config
-        .ice_servers
-        .iter()
-        .flat_map(|s| &s.urls)
+/// STUN servers to ask: the `stun:` URLs of `ice_servers` and of the TURN provider's
+/// list, else the TURN servers (a TURN server answers STUN Binding requests too).
+fn stun_servers(config: &Config, provider: &[IceServer]) -> Vec<IceUrl> {
+    let listed = || {
+        config
+            .ice_servers
+            .iter()
+            .chain(provider)
+            .flat_map(|s| &s.urls)
+    };
+    let stun: Vec<IceUrl> = listed()
         .filter_map(|u| IceUrl::parse(u).ok())
         .filter(|u| u.url.starts_with("stun:"))
         .collect();
@@ -28,7 +34,7 @@ fn stun_servers(config: &Config) -> Vec<IceUrl> {
         .turn
         .urls
         .iter()
-        .chain(config.ice_servers.iter().flat_map(|s| &s.urls))
+        .chain(listed())
         .filter_map(|u| IceUrl::parse(u).ok())
         .filter(|u| u.url.starts_with("turn:"))
         .collect();
@@ -36,8 +42,14 @@ fn stun_servers(config: &Config) -> Vec<IceUrl> {
     turn
 }
 
-pub async fn check(config: &Config, announced: &Announcement, within: Duration) -> Vec<Check> {
-    let servers = stun_servers(config);
+/// `provider`: the list the TURN provider handed out (`turn_checks::provider_list`).
+pub async fn check(
+    config: &Config,
+    provider: &[IceServer],
+    announced: &Announcement,
+    within: Duration,
+) -> Vec<Check> {
+    let servers = stun_servers(config, provider);
     if servers.is_empty() {
         return vec![Check::warn(
             "nat",

@@ -22,15 +22,22 @@ pub struct Relay {
     pub allocation: TurnAllocation,
 }
 
+/// `provider`: the list the TURN provider handed out (`provider_list`).
 pub async fn check(
     config: &Config,
+    provider: &[IceServer],
     roots: &TlsRoots,
     within: Duration,
 ) -> (Vec<Check>, Option<Relay>) {
     let mut out = Vec::new();
     let mut relay: Option<Relay> = None;
     let mut servers = turn_servers(config);
-    servers.extend(provider_servers(config, &mut out).await);
+    servers.extend(
+        provider
+            .iter()
+            .filter(|s| s.urls.iter().any(|u| u.starts_with("turn")))
+            .map(|s| ("provider", s.clone())),
+    );
     if servers.is_empty() {
         out.push(Check::warn(
             "turn",
@@ -99,11 +106,12 @@ pub async fn check(
     (out, relay)
 }
 
-/// The TURN entries of the list the provider hands out now, fetched once the way the
-/// server fetches it at startup; whether the fetch worked is a check of its own.
-async fn provider_servers(config: &Config, out: &mut Vec<Check>) -> Vec<(&'static str, IceServer)> {
+/// The list the TURN provider hands out now, fetched once the way the server fetches it
+/// at startup (none without a provider), and whether the fetch worked, as a check.
+pub async fn provider_list(config: &Config) -> (Vec<Check>, Vec<IceServer>) {
+    let mut out = Vec::new();
     let Some(provider) = crate::turn::provider::TurnProvider::new(&config.turn_provider) else {
-        return Vec::new();
+        return (out, Vec::new());
     };
     // awc (the provider's HTTP client, as in the server) runs on a local task set.
     tokio::task::LocalSet::new()
@@ -124,12 +132,7 @@ async fn provider_servers(config: &Config, out: &mut Vec<Check>) -> Vec<(&'stati
             format!("TURN provider: {} ICE servers fetched", health.servers),
         )),
     }
-    provider
-        .servers()
-        .into_iter()
-        .filter(|s| s.urls.iter().any(|u| u.starts_with("turn")))
-        .map(|s| ("provider", s))
-        .collect()
+    (out, provider.servers())
 }
 
 /// Minted credentials (as a participant gets them) first, then static ones, then the
