@@ -192,9 +192,10 @@ impl RTCIceTransport {
             {
                 let mut internal = self.internal.lock().await;
                 // Plaza patch: `stop` may run while `dial`/`accept` returns. A mux made
-                // after it was never closed: its read loop held the agent's connection,
-                // and with it the selected pair's UDP socket, for good (the churn soak:
-                // ~1 socket per 150 participants vanishing as they connect).
+                // after it would never be closed: its read loop would hold the agent's
+                // connection, and with it the selected pair's UDP socket, for good (the
+                // same race as in the SCTP and DTLS transports; this one found by
+                // reading, vendor/README.md).
                 if internal.stopped {
                     drop(internal);
                     let _ = conn.close().await;
