@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::proxy::Proxy;
 use common::*;
 use plaza_client::{Event, Participant};
-use plaza_protocol::ServerMessage;
+use plaza_protocol::{close, ServerMessage};
 
 fn left_or_joined(p: &Participant) -> Vec<String> {
     p.events()
@@ -143,4 +143,63 @@ async fn a_client_that_does_not_come_back_is_torn_down_after_the_grace_period() 
     let err = late.resume().await.expect_err("too late to resume");
     assert!(err.to_string().contains("resume_failed"), "{err}");
     drop(late);
+}
+
+/// The web client moves to a new socket when it hears nothing for 2 s or the network
+/// changes, and a browser cannot drop a socket without a close frame. When that frame
+/// does arrive (the old path still works, or the page was only starved for a moment), its
+/// code says the client will resume: the participant is kept and resumes, nobody sees it
+/// leave. A close frame with any other code is a leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_socket_closed_to_move_keeps_its_participant_and_a_plain_close_ends_it() {
+    let server = server_with(|c| c.session.resume_grace = Duration::from_secs(10));
+    let mut ann = join(&server, "moving", "Ann").await;
+    let bob = join(&server, "moving", "Bob").await;
+    wait_media_from(&bob, &[&ann], 20).await;
+    let ann_id = ann.id.clone();
+
+    for code in [close::RESUMING_PATH_CHANGED, close::RESUMING_NO_ANSWER] {
+        ann.close_socket_and_resume(code)
+            .await
+            .unwrap_or_else(|e| panic!("Ann resumes after closing with {code}: {e}"));
+        assert_eq!(ann.id, ann_id, "same participant after closing with {code}");
+    }
+    // Her media still reaches Bob, and the signalling works on the new socket: she
+    // receives whoever joins now.
+    let before = bob.packets_received();
+    let cleo = join(&server, "moving", "Cleo").await;
+    wait_media_from(&ann, &[&cleo], 20).await;
+    assert!(
+        bob.packets_received() > before,
+        "Bob still receives Ann's media"
+    );
+    assert!(
+        !left_or_joined(&bob).iter().any(|e| e.contains(&ann_id)),
+        "Bob never saw Ann leave or join: {:?}",
+        left_or_joined(&bob)
+    );
+
+    // The web client's "connection failed" (4002) starts a new session: a leave.
+    let cleo_id = cleo.id.clone();
+    let mut cleo = cleo;
+    let err = cleo
+        .close_socket_and_resume(4002)
+        .await
+        .expect_err("no resume after a plain close");
+    assert!(err.to_string().contains("resume_failed"), "{err}");
+    bob.wait_for("Cleo's leave", WAIT, |ev| {
+        ev.iter()
+            .any(|e| matches!(e, Event::Server(ServerMessage::ParticipantLeft { participant_id }) if participant_id.as_str() == cleo_id))
+            .then_some(())
+    })
+    .await
+    .expect("Bob is told Cleo left");
+    drop(cleo);
+
+    ann.leave().await.expect("Ann leaves");
+    bob.leave().await.expect("Bob leaves");
+    server
+        .wait_until_empty(Duration::from_secs(5))
+        .await
+        .expect("registry empty");
 }

@@ -262,7 +262,7 @@ async fn a_socket_that_never_joins_is_closed_even_if_it_pings() {
         assert!(started.elapsed() < WAIT, "the idle socket was never closed");
     };
     let took = started.elapsed();
-    assert_eq!(code, Some(plaza::session::JOIN_TIMEOUT_CLOSE));
+    assert_eq!(code, Some(plaza_protocol::close::JOIN_TIMEOUT));
     assert!(took >= Duration::from_millis(700), "closed after {took:?}");
     // The member's timer ran out before the idle one's: it is still served.
     member.send(r#"{"type":"ping"}"#).await;

@@ -416,7 +416,9 @@ export class PlazaClient extends Emitter {
   /**
    * Gives up on the current socket at once: after `ws.close()` a browser fires `close`
    * only when the closing handshake completes or times out, which on a dead path takes
-   * a minute. The participant lives on on the server; the next socket resumes it.
+   * a minute. The participant lives on on the server; the next socket resumes it. The
+   * code matters when the close frame does reach the server: 4001 and 4003 say "I will
+   * resume" (the participant is kept), any other code is a leave (docs/protocol.md).
    */
   #dropSocket(code, reason) {
     const ws = this.ws;
@@ -433,12 +435,20 @@ export class PlazaClient extends Emitter {
   #startKeepAlive() {
     this.#stopKeepAlive();
     let lastPing = 0;
+    let lastTick = Date.now();
     this.timers.ping = setInterval(() => {
-      if (Date.now() - lastPing >= this.opts.pingIntervalMs) {
-        lastPing = Date.now();
+      const now = Date.now();
+      // A page that was frozen (a starved machine, a throttled tab) heard nothing
+      // because it ran nothing: frames that arrived meanwhile are still queued behind
+      // this timer. Silence counts only from when the page runs again. (A background
+      // tab's timers run once a second: well under this, so it still notices.)
+      if (now - lastTick > (this.opts.silenceTimeoutMs * 3) / 4) this.lastFrameAt = Math.max(this.lastFrameAt, now);
+      lastTick = now;
+      if (now - lastPing >= this.opts.pingIntervalMs) {
+        lastPing = now;
         this.#send({ type: 'ping' });
       }
-      if (Date.now() - this.lastFrameAt > this.opts.silenceTimeoutMs) {
+      if (now - this.lastFrameAt > this.opts.silenceTimeoutMs) {
         // Half-open TCP: nothing will ever arrive; drop it and resume on a new one
         // (which restarts ICE once resumed).
         this.lastPathRecovery = Date.now();

@@ -61,10 +61,6 @@ use crate::state::AppState;
 /// call cannot hold the session (and its heartbeat) forever.
 const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The close code for a socket that did not join within `heartbeat.join_timeout`
-/// (docs/protocol.md; 4xxx is the application's range, 408 as in HTTP's timeout).
-pub const JOIN_TIMEOUT_CLOSE: u16 = 4408;
-
 pub struct WsSession {
     id: ParticipantId,
     app: Arc<AppState>,
@@ -186,8 +182,9 @@ impl WsSession {
         ctx.stop();
     }
 
-    /// The socket dropped without a close frame: keep the participant (peer
-    /// connections, tracks, subscriptions) for the grace period, then give up.
+    /// The socket dropped without a close frame, or the client closed it saying it will
+    /// resume (`plaza_protocol::close`): keep the participant (peer connections,
+    /// tracks, subscriptions) for the grace period, then give up.
     fn detach(&mut self, ctx: &mut Context<Self>) {
         let grace = self.app.config.session.resume_grace;
         if self.replay.is_none() || grace.is_zero() {
@@ -312,7 +309,11 @@ impl Actor for WsSession {
                 let _e = act.span.clone().entered();
                 info!(timeout = ?join_timeout, "no join in time");
                 act.app.metrics.count_error("join_timeout");
-                act.close(ctx, CloseCode::Other(JOIN_TIMEOUT_CLOSE), "join_timeout");
+                act.close(
+                    ctx,
+                    CloseCode::Other(plaza_protocol::close::JOIN_TIMEOUT),
+                    "join_timeout",
+                );
             }
         });
     }

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use actix_web_actors::ws;
-use plaza_protocol::{ClientMessage, ProtocolError, ServerMessage};
+use plaza_protocol::{close, ClientMessage, ProtocolError, ServerMessage};
 use tracing::{debug, info};
 
 use super::WsSession;
@@ -199,8 +199,18 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSocket {
             ws::Message::Ping(p) => ctx.pong(&p),
             ws::Message::Pong(_) | ws::Message::Nop => {}
             ws::Message::Close(reason) => {
-                debug!(?reason, "client closed");
-                self.clean = true;
+                // A client that will resume on a new socket says so in the code (a
+                // browser cannot drop a socket without a close frame); any other
+                // close frame is a leave.
+                let code = reason.as_ref().map(|r| u16::from(r.code));
+                self.clean = !code.is_some_and(close::client_will_resume);
+                info!(
+                    socket = self.id,
+                    code,
+                    reason = reason.as_ref().and_then(|r| r.description.as_deref()),
+                    resuming = !self.clean,
+                    "client closed the socket"
+                );
                 ctx.close(reason);
                 ctx.stop();
             }

@@ -81,7 +81,12 @@ describe('tracks coming and going', { concurrency: 1 }, () => {
         const first = await waitFor(async () => {
           const m = await remoteMedia(resident.page);
           return ids.every((id) => m[id]?.framesDecoded > 0 && m[id].videoWidth > 0) && m;
-        }, { timeout: 30_000, interval: 200, message: `resident to decode all of wave ${w + 1}` });
+        }, { timeout: 30_000, interval: 200, message: `resident to decode all of wave ${w + 1}` }).catch(async (err) => {
+          // Which tiles did not decode, and what the page knows of them.
+          const m = await remoteMedia(resident.page).catch(() => ({}));
+          const view = ids.map((id) => `${id}: ${JSON.stringify(m[id] ?? 'no tile')}`).join('; ');
+          throw new Error(`${err.message}; the resident's view: ${view}`);
+        });
         await waitFor(async () => {
           const m = await remoteMedia(resident.page);
           return ids.every((id) => m[id].framesDecoded > first[id].framesDecoded + 3);

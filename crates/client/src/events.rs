@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::{mpsc, Notify};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 
@@ -263,6 +265,15 @@ impl Shared {
         }
         r.sent.push_back((n, text.clone()));
         let _ = self.outbox.send(WsMessage::Text(text));
+    }
+
+    /// Queues a close frame: the socket's writer sends it after what is queued before.
+    pub(crate) fn send_close(&self, code: u16, reason: &str) {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.to_owned().into(),
+        };
+        let _ = self.outbox.send(WsMessage::Close(Some(frame)));
     }
 }
 

@@ -138,6 +138,27 @@ impl Participant {
         Ok(())
     }
 
+    /// Moves to a new socket as the web client does when the network changed: the old
+    /// socket is closed with a close frame whose `code` says whether we will resume
+    /// (`plaza_protocol::close`), then `resume` takes the participant over.
+    pub async fn close_socket_and_resume(&mut self, code: u16) -> ClientResult<()> {
+        let closes = |events: &[Event]| {
+            events
+                .iter()
+                .filter(|e| matches!(e, Event::Closed(_)))
+                .count()
+        };
+        let before = closes(&self.events());
+        self.shared.send_close(code, "moving to a new socket");
+        self.wait_for(
+            "the server to close the socket",
+            Duration::from_secs(5),
+            |events| (closes(events) > before).then_some(()),
+        )
+        .await?;
+        self.resume().await
+    }
+
     /// Stops publishing our video track, as a camera switched off: the track is removed
     /// from the publisher connection (its m-line goes inactive) and renegotiated; audio
     /// and the connection stay.

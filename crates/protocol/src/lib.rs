@@ -7,6 +7,8 @@
 //! - [`messages`]: the JSON signalling messages (`docs/protocol.md` is their prose).
 //! - [`ids`]: typed identifiers (room, participant, track) and name validation.
 //! - [`ProtocolError`]: every failure a client can cause, each with a stable code.
+//! - [`close`]: the WebSocket close codes with a meaning of their own (a client
+//!   that will resume).
 //! - [`auth`]: signed room tokens (HS256 JWT) and what they grant.
 //! - [`rate`]: token buckets and per-address windows.
 //! - [`signalling`]: the per-session state machine: what a client frame means now,
@@ -15,6 +17,7 @@
 //!   replay test share.
 
 pub mod auth;
+pub mod close;
 pub mod error;
 pub mod ids;
 pub mod messages;
