@@ -139,6 +139,33 @@ impl Metrics {
             "Keyframe requests sent to publishers.",
             counter(&media.plis_sent),
         );
+        one(
+            "plaza_video_pauses_total",
+            "counter",
+            "Times a subscriber's video was paused because it reported too much loss for video to get through.",
+            counter(&media.video_pauses),
+        );
+        one(
+            "plaza_videos_paused",
+            "gauge",
+            "Subscribers' videos paused now for loss (one per subscriber per video track).",
+            gauge(&media.videos_paused),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP plaza_subscriber_keyframe_requests_total Subscribers' keyframe requests (PLI/FIR), by outcome: forwarded to the publisher, throttled (too soon after that subscriber's last one), paused (its video is paused for loss).\n# TYPE plaza_subscriber_keyframe_requests_total counter"
+        );
+        for (outcome, n) in [
+            ("forwarded", &media.keyframe_requests_forwarded),
+            ("throttled", &media.keyframe_requests_throttled),
+            ("paused", &media.keyframe_requests_paused),
+        ] {
+            let _ = writeln!(
+                out,
+                "plaza_subscriber_keyframe_requests_total{{outcome=\"{outcome}\"}} {}",
+                counter(n)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP plaza_errors_total Errors reported to clients, by code.\n# TYPE plaza_errors_total counter"

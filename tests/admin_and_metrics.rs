@@ -10,15 +10,6 @@ use plaza_protocol::ServerMessage;
 
 const KEY: &str = "an-admin-key-for-tests";
 
-/// The value of the sample `name` (with its labels, if any) in a `/metrics` text.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing in\n{text}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn health_and_metrics_describe_the_live_server() {
     let server = server();
@@ -65,6 +56,10 @@ async fn health_and_metrics_describe_the_live_server() {
     assert!(value("plaza_packets_forwarded_total") >= 120.0);
     assert!(value("plaza_bytes_forwarded_total") > 0.0);
     assert!(value("plaza_plis_sent_total") >= 1.0);
+    // Nobody's link is bad: no video paused (tests/subscriber_feedback.rs pauses one).
+    assert_eq!(value("plaza_videos_paused"), 0.0);
+    assert_eq!(value("plaza_video_pauses_total"), 0.0);
+    assert!(value("plaza_subscriber_keyframe_requests_total{outcome=\"throttled\"}") >= 0.0);
     assert_eq!(value("plaza_join_seconds_count"), 2.0);
     assert_eq!(value("plaza_errors_total{code=\"bad_json\"}"), 1.0);
     assert!(!text.contains(KEY) && !text.to_lowercase().contains("secret"));

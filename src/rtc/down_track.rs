@@ -11,19 +11,26 @@ use std::sync::{Arc, Mutex, Weak};
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtcp::receiver_report::ReceiverReport;
 use webrtc::rtp::header::Header;
 use webrtc::rtp::packet::Packet;
 use webrtc::rtp_transceiver::rtp_codec::{
     RTCRtpCodecCapability, RTCRtpCodecParameters, RTPCodecType,
 };
+use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::{TrackLocal, TrackLocalContext, TrackLocalWriter};
 
 use plaza_protocol::{ParticipantId, TrackId};
 use plaza_rtc::PayloadFormat;
 
+use super::feedback::{Change, FeedbackPolicy, RequestOutcome, SubscriberFeedback};
 use super::forwarder::{Forwarder, Verdict};
 use super::keyframe::KeyframeSource;
 use super::stats::{MediaStats, TaskGuard};
+use super::up_track::now_us;
 
 /// What the negotiation gave this track on the subscriber's connection.
 struct Binding {
@@ -63,6 +70,10 @@ pub struct DownTrack {
     /// The track it forwards, to ask for a keyframe the moment this one can send.
     /// Weak: the up track holds its down tracks, not the other way round.
     up: Weak<dyn KeyframeSource>,
+    /// Set while the subscriber's loss says its video cannot get through
+    /// (`feedback.rs`): nothing of this track is sent to it.
+    video_paused: AtomicBool,
+    stats: Arc<MediaStats>,
     /// Counts this down track in `MediaStats::subscriptions` while it lives.
     _alive: TaskGuard,
 }
@@ -75,7 +86,7 @@ impl DownTrack {
         subscriber: ParticipantId,
         codec: RTCRtpCodecCapability,
         transport_ready: Arc<AtomicBool>,
-        stats: &MediaStats,
+        stats: &Arc<MediaStats>,
     ) -> Self {
         let format = PayloadFormat::from_mime(&codec.mime_type);
         Self {
@@ -89,6 +100,8 @@ impl DownTrack {
             binding: ArcSwapOption::empty(),
             transport_ready,
             up,
+            video_paused: AtomicBool::new(false),
+            stats: Arc::clone(stats),
             _alive: TaskGuard::new(&stats.subscriptions),
         }
     }
@@ -126,7 +139,10 @@ impl DownTrack {
         let Some(binding) = self.binding.load_full() else {
             return Sent::Skipped;
         };
-        if binding.paused.load(Ordering::Relaxed) || !self.transport_ready.load(Ordering::Acquire) {
+        if binding.paused.load(Ordering::Relaxed)
+            || self.video_paused.load(Ordering::Relaxed)
+            || !self.transport_ready.load(Ordering::Acquire)
+        {
             return Sent::Skipped;
         }
         let verdict = self
@@ -161,10 +177,108 @@ impl DownTrack {
         }
     }
 
+    /// Reads what the subscriber's RTCP says about this track until `stop` (the track
+    /// was removed or the connection closed) or the sender stops, and acts on it
+    /// (`feedback.rs`): its keyframe requests go to the publisher within its own
+    /// budget, and its video pauses while its loss is too high for it to get through.
+    pub(super) async fn serve_feedback(
+        &self,
+        sender: Arc<RTCRtpSender>,
+        stop: CancellationToken,
+        policy: FeedbackPolicy,
+    ) {
+        let mut feedback = SubscriberFeedback::new(policy);
+        let video = self.format.needs_keyframe();
+        loop {
+            let wake = feedback.next_wakeup();
+            let packets = tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = sleep_until_us(wake), if wake.is_some() => {
+                    if let Some(change) = feedback.poll(now_us()) {
+                        self.apply(change);
+                    }
+                    continue;
+                }
+                // webrtc-rs's `read_rtcp` misses a stop that happens while no read is
+                // pending (a `notify_waiters` with no waiter), and on a sender that never
+                // started sending it would then wait forever, keeping the sender, its
+                // track and the connection's transport (sockets) alive: hence `stop`.
+                read = sender.read_rtcp() => match read {
+                    Ok((packets, _)) => packets,
+                    Err(_) => break,
+                },
+            };
+            let now = now_us();
+            let ssrc = self.binding.load().as_ref().map(|b| b.ssrc);
+            let mut wants_keyframe = false;
+            for p in &packets {
+                let any = p.as_any();
+                if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
+                    wants_keyframe = true;
+                } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                    // Only video pauses: audio is small, and the last thing to lose.
+                    let ours = rr.reports.iter().filter(|r| Some(r.ssrc) == ssrc && video);
+                    for report in ours {
+                        if let Some(change) = feedback.receiver_report(report.fraction_lost, now) {
+                            self.apply(change);
+                        }
+                    }
+                }
+            }
+            if wants_keyframe {
+                let counter = match feedback.keyframe_request(now) {
+                    RequestOutcome::Forwarded => {
+                        match self.up.upgrade() {
+                            Some(up) => up.request_keyframe(),
+                            None => break,
+                        }
+                        &self.stats.keyframe_requests_forwarded
+                    }
+                    RequestOutcome::Throttled => &self.stats.keyframe_requests_throttled,
+                    RequestOutcome::Paused => &self.stats.keyframe_requests_paused,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if feedback.paused() {
+            self.apply(Change::Resume);
+        }
+    }
+
+    fn apply(&self, change: Change) {
+        match change {
+            Change::Pause => {
+                if !self.video_paused.swap(true, Ordering::Relaxed) {
+                    self.stats.video_pauses.fetch_add(1, Ordering::Relaxed);
+                    self.stats.videos_paused.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Change::Resume => {
+                // Numbering first, then the flag: the next packet the read loop lets
+                // through waits for a keyframe and leaves no gap.
+                self.lock_forwarder().skip_ahead();
+                if self.video_paused.swap(false, Ordering::Relaxed) {
+                    self.stats.videos_paused.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
     fn lock_forwarder(&self) -> std::sync::MutexGuard<'_, Forwarder> {
         // Only the up track's single read loop writes; a poisoned lock would mean a bug
         // in the forwarder, and its state is still a valid plain struct.
         self.forwarder.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Sleeps until `at_us` on the forwarders' clock (`now_us`); forever without one.
+async fn sleep_until_us(at_us: Option<u64>) {
+    match at_us {
+        Some(at) => {
+            let wait = at.saturating_sub(now_us());
+            tokio::time::sleep(std::time::Duration::from_micros(wait)).await;
+        }
+        None => std::future::pending().await,
     }
 }
 

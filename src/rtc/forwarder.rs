@@ -175,6 +175,17 @@ impl Forwarder {
             }
         }
     }
+
+    /// The subscriber was sent nothing for a while on purpose (its video was paused,
+    /// `feedback.rs`): start again at the next keyframe, numbered right after the last
+    /// packet it got. Keeping the publisher's numbering, as `restart` does, would show
+    /// it a gap of hundreds of packets, and it would ask for all of them again (NACK).
+    pub fn skip_ahead(&mut self) {
+        if self.format.needs_keyframe() {
+            self.source = None;
+            self.paused = None;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -274,6 +285,27 @@ mod tests {
         assert!(f.waiting_for_keyframe());
         assert_eq!(f.forward(&hdr(1, 11, 100), false, 0), Verdict::NeedKeyframe);
         assert_eq!(fwd(f.forward(&hdr(1, 20, 900), true, 0)), (20, 900));
+    }
+
+    #[test]
+    fn skip_ahead_waits_for_a_keyframe_and_leaves_no_gap() {
+        let mut f = Forwarder::new(PayloadFormat::Vp8, 90_000);
+        fwd(f.forward(&hdr(1, 10, 100), true, 0));
+        fwd(f.forward(&hdr(1, 11, 3100), false, 33_000));
+        f.skip_ahead();
+        assert!(f.waiting_for_keyframe());
+        assert_eq!(
+            f.forward(&hdr(1, 12, 6100), false, 66_000),
+            Verdict::NeedKeyframe
+        );
+        // Two seconds and 400 packets later, a keyframe: numbered as the next packet.
+        let (seq, ts) = fwd(f.forward(&hdr(1, 412, 186_100), true, 2_033_000));
+        assert_eq!(seq, 12, "no gap for the subscriber to NACK");
+        assert_eq!(ts, 3100 + 180_000, "advanced by the 2 s that passed");
+        assert_eq!(
+            fwd(f.forward(&hdr(1, 413, 189_100), false, 2_066_000)),
+            (13, 186_100)
+        );
     }
 
     #[test]

@@ -5,11 +5,14 @@
 //!   built once from the ICE configuration (interfaces, NAT 1:1, UDP mux or port range).
 //! - `Peer`: one peer connection; `UpTrack`: a published track and its read loop;
 //!   `DownTrack`: that track as one subscriber gets it; `Forwarder`: the pure
-//!   per-subscriber packet decision; `ChatChannel`: the chat data channel.
+//!   per-subscriber packet decision; `feedback`: what a subscriber's RTCP makes Plaza
+//!   do (its keyframe requests, its video paused on heavy loss); `ChatChannel`: the
+//!   chat data channel.
 
 pub mod data;
 pub mod down_track;
 mod events;
+pub mod feedback;
 pub mod forwarder;
 pub mod keyframe;
 pub mod peer;

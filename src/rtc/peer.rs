@@ -15,8 +15,6 @@ use webrtc::peer_connection::offer_answer_options::RTCOfferOptions;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
-use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
-use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::track::track_local::TrackLocal;
 
 use plaza_protocol::{IceCandidate, ParticipantId, PeerTarget, ProtocolError, TrackId};
@@ -26,6 +24,7 @@ pub use super::events::{
     ConnectionState, DataChannel, DataMessage, IceConnectionState, PeerEvent, RemoteTrack,
     SenderHandle,
 };
+use super::feedback::FeedbackPolicy;
 use super::keyframe::KeyframePolicy;
 use super::slots;
 use super::stats::TaskGuard;
@@ -247,14 +246,9 @@ impl Peer {
             .map_err(internal)?
     }
 
-    /// Adds a down track to this (subscriber) connection and starts draining its RTCP:
-    /// keyframe requests from the subscriber's decoder go to the up track (throttled
-    /// there). The next offer carries it.
-    pub async fn add_down_track(
-        &self,
-        down: Arc<DownTrack>,
-        up: Weak<UpTrack>,
-    ) -> Result<SenderHandle, Error> {
+    /// Adds a down track to this (subscriber) connection and starts serving its RTCP
+    /// (`DownTrack::serve_feedback`: keyframe requests, loss). The next offer carries it.
+    pub async fn add_down_track(&self, down: Arc<DownTrack>) -> Result<SenderHandle, Error> {
         let pc = Arc::clone(&self.pc);
         // Cancelled when this track is removed, or the connection closes.
         let stop = self.tasks.child_token();
@@ -264,35 +258,14 @@ impl Peer {
             .run(async move {
                 let _op = ops.lock().await;
                 let codec = down.codec().clone();
-                let track: Arc<dyn TrackLocal + Send + Sync> = down;
+                let track: Arc<dyn TrackLocal + Send + Sync> = Arc::clone(&down) as _;
                 let sender = slots::occupy(&pc, track, &codec).await?;
                 let reader = Arc::clone(&sender);
+                // Ends when the sender stops (track removed or connection closed), or
+                // at the latest when this connection closes.
                 tokio::spawn(async move {
-                    // Ends when the sender stops (track removed or connection closed),
-                    // or at the latest when this connection closes: webrtc-rs's
-                    // `read_rtcp` misses a stop that happens while no read is pending
-                    // (a `notify_waiters` with no waiter), and on a sender that never
-                    // started sending it would then wait forever, keeping the sender,
-                    // its track and the connection's transport (sockets) alive.
-                    loop {
-                        let packets = tokio::select! {
-                            _ = stop.cancelled() => break,
-                            read = reader.read_rtcp() => match read {
-                                Ok((packets, _)) => packets,
-                                Err(_) => break,
-                            },
-                        };
-                        let wants_keyframe = packets.iter().any(|p| {
-                            let any = p.as_any();
-                            any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
-                        });
-                        if wants_keyframe {
-                            match up.upgrade() {
-                                Some(up) => up.request_keyframe(),
-                                None => break,
-                            }
-                        }
-                    }
+                    down.serve_feedback(reader, stop, FeedbackPolicy::default())
+                        .await;
                 });
                 Ok::<_, Error>(SenderHandle {
                     sender,

@@ -17,6 +17,16 @@ pub struct MediaStats {
     pub packets_dropped: AtomicU64,
     /// Keyframe requests sent to publishers.
     pub plis_sent: AtomicU64,
+    /// Subscribers' keyframe requests (PLI/FIR), by what became of them (`feedback.rs`):
+    /// passed on to the publisher, too soon after the subscriber's last one, or dropped
+    /// because its video is paused.
+    pub keyframe_requests_forwarded: AtomicU64,
+    pub keyframe_requests_throttled: AtomicU64,
+    pub keyframe_requests_paused: AtomicU64,
+    /// Times a subscriber's video was paused because its loss was too high.
+    pub video_pauses: AtomicU64,
+    /// Down tracks paused now.
+    pub videos_paused: AtomicI64,
     /// Each forwarded packet's time in Plaza, read to sent (`up_track.rs`).
     pub residence: Histogram<ResidenceBuckets>,
     /// Up-track read loops running now.

@@ -42,10 +42,9 @@ impl WsSession {
                 sender: None,
             },
         );
-        let weak_up = Arc::downgrade(&up);
         let adding = {
             let down = Arc::clone(&down);
-            async move { peer.add_down_track(down, weak_up).await }
+            async move { peer.add_down_track(down).await }
         };
         ctx.wait(adding.into_actor(self).map(move |result, act, ctx| {
             match result {

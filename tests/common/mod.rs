@@ -235,3 +235,19 @@ pub async fn http(
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     (status, plaza_tools::server_process::http_body(head, body))
 }
+
+/// The value of the sample `name` (with its labels, if any) in a `/metrics` text.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing in\n{text}"))
+}
+
+/// The server's `/metrics` text.
+pub async fn metrics(server: &TestServer) -> String {
+    let (status, text) = http(server.addr, "GET", "/metrics", &[]).await;
+    assert_eq!(status, 200, "/metrics: {text}");
+    text
+}

@@ -1,0 +1,303 @@
+//! What one subscriber's RTCP says about one down track, and what Plaza does about it.
+//! Pure: time is an argument, so the policy is tested without a network or a clock.
+//!
+//! A subscriber on a link too slow for what it is sent loses most packets. Its decoder
+//! then asks for a keyframe again and again (PLI), and every keyframe it gets costs the
+//! publisher's encoder a burst of bits that **everyone** receives: one slow participant
+//! made everyone else's video stutter (issue 11: the other pages froze 5–15 times in
+//! 15 s once a third page's downlink was shaped to 300 kbit/s). So, per down track:
+//!
+//! - **Its keyframe requests are budgeted on their own**: one passes to the publisher
+//!   at once, the next no sooner than `request_interval` later; a subscriber that keeps
+//!   asking right after being served (the keyframe did not help) waits twice as long
+//!   each time, up to `max_request_interval`; a quiet spell resets the wait.
+//! - **Its video pauses while its loss says a keyframe would not get through**: after
+//!   `lossy_reports_to_pause` receiver reports in a row with at least `pause_loss` of
+//!   the packets lost, nothing of this video is sent to it (its audio still is, and now
+//!   has the link to itself) and its keyframe requests are dropped. After `pause_for`
+//!   the video resumes at the next keyframe, as a probe; a pause soon after the last one
+//!   doubles the wait, up to `max_pause`. Without bandwidth estimation (issue 12) this
+//!   probe is the only way to learn the link got better.
+
+use std::time::Duration;
+
+/// The thresholds of the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedbackPolicy {
+    pub request_interval: Duration,
+    pub max_request_interval: Duration,
+    /// Fraction lost (of 256, as RTCP reports it) from which a report counts as lossy.
+    pub pause_loss: u8,
+    pub lossy_reports_to_pause: u8,
+    pub pause_for: Duration,
+    pub max_pause: Duration,
+}
+
+impl Default for FeedbackPolicy {
+    fn default() -> Self {
+        Self {
+            // A decoder that lost its picture is served at once; one that asks again
+            // within a second is already being served by the keyframe in flight.
+            request_interval: Duration::from_secs(1),
+            max_request_interval: Duration::from_secs(8),
+            // A quarter of the packets: a keyframe of 20–50 packets then arrives
+            // whole with a chance under 1 in 300, retransmissions or not.
+            pause_loss: 64,
+            // Two reports (about 2 s of video): one lossy second is a burst, not a link.
+            lossy_reports_to_pause: 2,
+            pause_for: Duration::from_secs(2),
+            max_pause: Duration::from_secs(16),
+        }
+    }
+}
+
+/// What the caller must do to the down track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Stop sending its video.
+    Pause,
+    /// Send its video again, from the next keyframe.
+    Resume,
+}
+
+/// What became of one keyframe request from the subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// Passed on to the publisher (the up track merges and caps it further).
+    Forwarded,
+    /// Too soon after the last one this subscriber got.
+    Throttled,
+    /// Its video is paused: a keyframe now would only be lost.
+    Paused,
+}
+
+/// The policy's state for one down track.
+#[derive(Debug, Clone)]
+pub struct SubscriberFeedback {
+    policy: FeedbackPolicy,
+    /// The current wait between forwarded requests (µs), doubled on repeats.
+    request_wait_us: u64,
+    last_forwarded_us: Option<u64>,
+    lossy_in_a_row: u8,
+    /// While paused: when to resume.
+    paused_until_us: Option<u64>,
+    /// The length of the next pause (µs), doubled on repeats.
+    pause_us: u64,
+    last_resumed_us: Option<u64>,
+}
+
+fn us(d: Duration) -> u64 {
+    d.as_micros() as u64
+}
+
+impl SubscriberFeedback {
+    pub fn new(policy: FeedbackPolicy) -> Self {
+        Self {
+            policy,
+            request_wait_us: us(policy.request_interval),
+            last_forwarded_us: None,
+            lossy_in_a_row: 0,
+            paused_until_us: None,
+            pause_us: us(policy.pause_for),
+            last_resumed_us: None,
+        }
+    }
+
+    pub fn paused(&self) -> bool {
+        self.paused_until_us.is_some()
+    }
+
+    /// The subscriber asked for a keyframe (PLI or FIR).
+    pub fn keyframe_request(&mut self, now_us: u64) -> RequestOutcome {
+        if self.paused() {
+            return RequestOutcome::Paused;
+        }
+        if let Some(last) = self.last_forwarded_us {
+            let since = now_us.saturating_sub(last);
+            if since < self.request_wait_us {
+                return RequestOutcome::Throttled;
+            }
+            let base = us(self.policy.request_interval);
+            self.request_wait_us = if since < 2 * self.request_wait_us {
+                // Asked again as soon as it could: the last keyframe did not help.
+                (2 * self.request_wait_us).min(us(self.policy.max_request_interval))
+            } else if since > 4 * us(self.policy.max_request_interval) {
+                base
+            } else {
+                self.request_wait_us
+            };
+        }
+        self.last_forwarded_us = Some(now_us);
+        RequestOutcome::Forwarded
+    }
+
+    /// A receiver report block about this down track: `fraction_lost` of 256 packets
+    /// were lost since the subscriber's last report.
+    pub fn receiver_report(&mut self, fraction_lost: u8, now_us: u64) -> Option<Change> {
+        if self.paused() {
+            // Nothing of the video is being sent: its reports say nothing of the link.
+            return None;
+        }
+        if fraction_lost < self.policy.pause_loss {
+            self.lossy_in_a_row = 0;
+            return None;
+        }
+        self.lossy_in_a_row = self.lossy_in_a_row.saturating_add(1);
+        if self.lossy_in_a_row < self.policy.lossy_reports_to_pause {
+            return None;
+        }
+        self.lossy_in_a_row = 0;
+        let base = us(self.policy.pause_for);
+        let max = us(self.policy.max_pause);
+        // Lossy again soon after a probe: the link has not got better, wait longer.
+        // A long healthy spell since: start over.
+        self.pause_us = match self.last_resumed_us {
+            Some(r) if now_us.saturating_sub(r) < 2 * self.pause_us + base => {
+                (2 * self.pause_us).min(max)
+            }
+            _ => base,
+        };
+        self.paused_until_us = Some(now_us + self.pause_us);
+        Some(Change::Pause)
+    }
+
+    /// When `poll` next has something to do (µs, the caller's clock).
+    pub fn next_wakeup(&self) -> Option<u64> {
+        self.paused_until_us
+    }
+
+    /// Called as time passes: resumes a pause that has lasted long enough.
+    pub fn poll(&mut self, now_us: u64) -> Option<Change> {
+        match self.paused_until_us {
+            Some(until) if now_us >= until => {
+                self.paused_until_us = None;
+                self.last_resumed_us = Some(now_us);
+                // The probe's first keyframe is asked for by the forwarder, not here;
+                // the subscriber's own next request is budgeted from now.
+                self.last_forwarded_us = Some(now_us);
+                Some(Change::Resume)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1000;
+    const S: u64 = 1_000_000;
+    const LOSSY: u8 = 200; // 78 %
+    const CLEAN: u8 = 2; // under 1 %
+
+    fn feedback() -> SubscriberFeedback {
+        SubscriberFeedback::new(FeedbackPolicy::default())
+    }
+
+    #[test]
+    fn a_first_request_passes_at_once_and_a_second_within_the_interval_does_not() {
+        let mut f = feedback();
+        assert_eq!(f.keyframe_request(5 * S), RequestOutcome::Forwarded);
+        assert_eq!(
+            f.keyframe_request(5 * S + 300 * MS),
+            RequestOutcome::Throttled
+        );
+        assert_eq!(
+            f.keyframe_request(5 * S + 999 * MS),
+            RequestOutcome::Throttled
+        );
+        assert_eq!(f.keyframe_request(6 * S), RequestOutcome::Forwarded);
+    }
+
+    #[test]
+    fn a_subscriber_asking_over_and_over_is_served_less_and_less_often() {
+        let mut f = feedback();
+        // A request every 100 ms for a minute: what a decoder behind 85 % loss does.
+        let mut forwarded = Vec::new();
+        for t in (0..60 * S).step_by(100 * MS as usize) {
+            if f.keyframe_request(t) == RequestOutcome::Forwarded {
+                forwarded.push(t / MS);
+            }
+        }
+        // 0, 1 s, then 2, 4, 8 s apart, then every 8 s.
+        assert_eq!(&forwarded[..5], &[0, 1000, 3000, 7000, 15000]);
+        assert!(forwarded.windows(2).all(|w| w[1] - w[0] <= 8000));
+        assert_eq!(forwarded.len(), 10, "{forwarded:?}");
+    }
+
+    #[test]
+    fn a_quiet_spell_resets_the_wait() {
+        let mut f = feedback();
+        for t in [0, S, 3 * S, 7 * S] {
+            assert_eq!(f.keyframe_request(t), RequestOutcome::Forwarded);
+        }
+        // Over half a minute without asking: the next loss is served promptly again.
+        assert_eq!(f.keyframe_request(60 * S), RequestOutcome::Forwarded);
+        assert_eq!(f.keyframe_request(61 * S), RequestOutcome::Forwarded);
+    }
+
+    #[test]
+    fn one_lossy_report_is_a_burst_two_pause_the_video() {
+        let mut f = feedback();
+        assert_eq!(f.receiver_report(LOSSY, S), None);
+        assert_eq!(f.receiver_report(CLEAN, 2 * S), None);
+        assert_eq!(f.receiver_report(LOSSY, 3 * S), None);
+        assert_eq!(f.receiver_report(LOSSY, 4 * S), Some(Change::Pause));
+        assert!(f.paused());
+        assert_eq!(f.keyframe_request(4 * S + 1), RequestOutcome::Paused);
+        // Reports while paused say nothing (no video was sent).
+        assert_eq!(f.receiver_report(LOSSY, 5 * S), None);
+        assert_eq!(f.next_wakeup(), Some(6 * S));
+        assert_eq!(f.poll(5 * S + 999 * MS), None);
+        assert_eq!(f.poll(6 * S), Some(Change::Resume));
+        assert!(!f.paused());
+        assert_eq!(f.next_wakeup(), None);
+    }
+
+    #[test]
+    fn a_link_that_stays_bad_is_probed_less_and_less_often() {
+        let mut f = feedback();
+        let mut t = 0;
+        let mut pauses = Vec::new();
+        for _ in 0..6 {
+            // Two lossy reports a second apart after each resume.
+            assert_eq!(f.receiver_report(LOSSY, t + S), None);
+            assert_eq!(f.receiver_report(LOSSY, t + 2 * S), Some(Change::Pause));
+            let until = f.next_wakeup().expect("paused");
+            pauses.push((until - (t + 2 * S)) / S);
+            assert_eq!(f.poll(until), Some(Change::Resume));
+            t = until;
+        }
+        assert_eq!(pauses, [2, 4, 8, 16, 16, 16]);
+    }
+
+    #[test]
+    fn a_link_that_got_better_starts_over_at_the_short_pause() {
+        let mut f = feedback();
+        f.receiver_report(LOSSY, S);
+        f.receiver_report(LOSSY, 2 * S);
+        assert_eq!(f.poll(4 * S), Some(Change::Resume));
+        f.receiver_report(LOSSY, 5 * S);
+        assert_eq!(f.receiver_report(LOSSY, 6 * S), Some(Change::Pause));
+        assert_eq!(f.next_wakeup(), Some(10 * S), "repeat: 4 s");
+        assert_eq!(f.poll(10 * S), Some(Change::Resume));
+        // A minute of clean reports, then a bad spell: a short pause again.
+        for k in 11..70 {
+            assert_eq!(f.receiver_report(CLEAN, k * S), None);
+        }
+        f.receiver_report(LOSSY, 70 * S);
+        assert_eq!(f.receiver_report(LOSSY, 71 * S), Some(Change::Pause));
+        assert_eq!(f.next_wakeup(), Some(73 * S));
+    }
+
+    #[test]
+    fn ordinary_loss_never_pauses() {
+        let mut f = feedback();
+        // 2 % random loss (5 of 256), as on a poor Wi-Fi: NACKs repair it.
+        for k in 0..100 {
+            assert_eq!(f.receiver_report(5, k * S), None);
+        }
+        assert!(!f.paused());
+    }
+}

@@ -1,0 +1,192 @@
+//! A subscriber that cannot keep up must not cost the others (issue 11): its keyframe
+//! requests reach the publisher within a budget of its own, and while it reports heavy
+//! loss its video is paused (audio goes on) until a probe finds the link better
+//! (`src/rtc/feedback.rs`). The subscriber here is a real webrtc-rs client whose RTCP
+//! says what a subscriber behind a bad link says: PLIs over and over, and receiver
+//! reports with most packets lost.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use plaza_client::Participant;
+use plaza_protocol::MediaKind;
+use webrtc::rtcp::packet::Packet as RtcpPacket;
+use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtcp::receiver_report::ReceiverReport;
+use webrtc::rtcp::reception_report::ReceptionReport;
+use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+
+/// The SSRC `subscriber` receives `publisher`'s video on.
+async fn video_ssrc(subscriber: &Participant, publisher: &Participant) -> u32 {
+    for receiver in subscriber.subscriber_connection().get_receivers().await {
+        for track in receiver.tracks().await {
+            if track.kind() == RTPCodecType::Video && track.stream_id() == publisher.id {
+                return track.ssrc();
+            }
+        }
+    }
+    panic!("{} receives no video from {}", subscriber.id, publisher.id)
+}
+
+/// Packets `subscriber` got so far from `publisher`'s track of `kind`.
+fn packets(subscriber: &Participant, publisher: &Participant, kind: MediaKind) -> u64 {
+    subscriber
+        .remote_tracks()
+        .iter()
+        .filter(|t| t.publisher == publisher.id && t.kind == Some(kind))
+        .map(|t| t.packets)
+        .sum()
+}
+
+async fn send_rtcp(subscriber: &Participant, packet: Box<dyn RtcpPacket + Send + Sync>) {
+    subscriber
+        .subscriber_connection()
+        .write_rtcp(&[packet])
+        .await
+        .expect("RTCP sent");
+}
+
+/// Polls `/metrics` until `name` has `value`.
+async fn wait_metric(server: &plaza_tools::testing::TestServer, name: &str, value: f64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = metrics(server).await;
+        if metric(&text, name) == value {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never reached {value}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_subscriber_asking_for_keyframes_over_and_over_is_served_within_its_budget() {
+    let server = server();
+    let ann = join(&server, "plis", "Ann").await;
+    let bob = join(&server, "plis", "Bob").await;
+    wait_media_from(&bob, &[&ann], 20).await;
+    let ssrc = video_ssrc(&bob, &ann).await;
+    let asked_before = ann.sent(|s| s.keyframe_requests.len());
+
+    // 100 PLIs in 2 s: what a decoder behind a link losing most packets sends.
+    const FLOOD: u64 = 100;
+    for _ in 0..FLOOD {
+        let pli = PictureLossIndication {
+            sender_ssrc: 1,
+            media_ssrc: ssrc,
+        };
+        send_rtcp(&bob, Box::new(pli)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // All of them have been looked at.
+    let deadline = Instant::now() + WAIT;
+    let (forwarded, throttled) = loop {
+        let text = metrics(&server).await;
+        let outcome = |o: &str| {
+            metric(
+                &text,
+                &format!("plaza_subscriber_keyframe_requests_total{{outcome=\"{o}\"}}"),
+            )
+        };
+        let (f, t) = (outcome("forwarded"), outcome("throttled"));
+        if f + t >= FLOOD as f64 || Instant::now() > deadline {
+            break (f, t);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // One at once, one a second later (the budget doubles after that).
+    assert!(
+        (1.0..=3.0).contains(&forwarded),
+        "{forwarded} of Bob's {FLOOD} requests forwarded"
+    );
+    assert!(throttled >= FLOOD as f64 - 3.0, "{throttled} throttled");
+    // What Ann's encoder saw: about as many requests, not one per 50 ms.
+    let asked = ann.sent(|s| s.keyframe_requests.len()) - asked_before;
+    assert!(
+        (1..=4).contains(&asked),
+        "Ann was asked for {asked} keyframes during Bob's flood"
+    );
+    // Bob still gets Ann's video: being throttled is not being cut off.
+    let before = packets(&bob, &ann, MediaKind::Video);
+    bob.wait_media("more video from Ann", WAIT, |_| {
+        packets(&bob, &ann, MediaKind::Video) > before + 20
+    })
+    .await
+    .expect("Bob's video goes on");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_subscriber_reporting_heavy_loss_keeps_audio_while_its_video_pauses_and_is_probed_again()
+{
+    let server = server();
+    let ann = join(&server, "lossy", "Ann").await;
+    let bob = join(&server, "lossy", "Bob").await;
+    let cleo = join(&server, "lossy", "Cleo").await;
+    wait_media_from(&bob, &[&ann], 20).await;
+    wait_media_from(&cleo, &[&ann], 20).await;
+    let ssrc = video_ssrc(&bob, &ann).await;
+
+    // Two receiver reports in a row: 78 % of Ann's video lost on Bob's link.
+    for _ in 0..2 {
+        let rr = ReceiverReport {
+            ssrc: 1,
+            reports: vec![ReceptionReport {
+                ssrc,
+                fraction_lost: 200,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        send_rtcp(&bob, Box::new(rr)).await;
+    }
+    wait_metric(&server, "plaza_videos_paused", 1.0).await;
+    let paused_at = Instant::now();
+
+    // For a second: Bob gets Ann's audio but not her video; Cleo gets both as before.
+    // (A packet or two may have been on its way when the pause began.)
+    let bob_video = packets(&bob, &ann, MediaKind::Video);
+    let bob_audio = packets(&bob, &ann, MediaKind::Audio);
+    let cleo_video = packets(&cleo, &ann, MediaKind::Video);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let text = metrics(&server).await;
+    let still_paused = metric(&text, "plaza_videos_paused") == 1.0;
+    assert!(
+        still_paused && paused_at.elapsed() < Duration::from_millis(1900),
+        "the window must lie inside the 2 s pause"
+    );
+    let bob_video = packets(&bob, &ann, MediaKind::Video) - bob_video;
+    let bob_audio = packets(&bob, &ann, MediaKind::Audio) - bob_audio;
+    let cleo_video = packets(&cleo, &ann, MediaKind::Video) - cleo_video;
+    assert!(
+        bob_video <= 3,
+        "Bob got {bob_video} video packets while paused"
+    );
+    assert!(
+        bob_audio >= 25,
+        "Bob got only {bob_audio} audio packets while paused"
+    );
+    assert!(cleo_video >= 20, "Cleo got only {cleo_video} video packets");
+    assert_eq!(metric(&text, "plaza_video_pauses_total"), 1.0);
+
+    // The probe: after the pause Bob's video resumes (his reports are clean now).
+    wait_metric(&server, "plaza_videos_paused", 0.0).await;
+    let resumed = packets(&bob, &ann, MediaKind::Video);
+    bob.wait_media("Ann's video again after the pause", WAIT, |_| {
+        packets(&bob, &ann, MediaKind::Video) > resumed + 20
+    })
+    .await
+    .expect("Bob's video resumes");
+    assert!(
+        paused_at.elapsed() >= Duration::from_millis(1500),
+        "resumed after the pause, not before"
+    );
+    assert_eq!(
+        metric(&metrics(&server).await, "plaza_video_pauses_total"),
+        1.0
+    );
+}
