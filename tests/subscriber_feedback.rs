@@ -10,8 +10,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use plaza_client::Participant;
-use plaza_protocol::MediaKind;
+use plaza_client::{Event, Participant};
+use plaza_protocol::{MediaKind, ServerMessage, TrackId};
 use webrtc::rtcp::packet::Packet as RtcpPacket;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::rtcp::receiver_report::ReceiverReport;
@@ -38,6 +38,39 @@ fn packets(subscriber: &Participant, publisher: &Participant, kind: MediaKind) -
         .filter(|t| t.publisher == publisher.id && t.kind == Some(kind))
         .map(|t| t.packets)
         .sum()
+}
+
+/// The server's id of `publisher`'s video, as `subscriber` was told of it.
+fn ann_video_track(subscriber: &Participant, publisher: &Participant) -> TrackId {
+    subscriber
+        .events()
+        .iter()
+        .find_map(|e| match e {
+            Event::Server(ServerMessage::TrackPublished { track })
+                if track.participant_id.as_str() == publisher.id
+                    && track.kind == MediaKind::Video =>
+            {
+                Some(track.id.clone())
+            }
+            _ => None,
+        })
+        .expect("told of the video")
+}
+
+/// Waits for `video_paused {track, paused}`.
+async fn wait_video_paused(subscriber: &Participant, track: &TrackId, paused: bool) {
+    subscriber
+        .wait_for("video_paused", WAIT, |events| {
+            events
+                .iter()
+                .any(|e| {
+                    matches!(e, Event::Server(ServerMessage::VideoPaused { track_id, paused: p })
+                        if track_id == track && *p == paused)
+                })
+                .then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("video_paused {paused}: {e}"));
 }
 
 async fn send_rtcp(subscriber: &Participant, packet: Box<dyn RtcpPacket + Send + Sync>) {
@@ -146,6 +179,9 @@ async fn a_subscriber_reporting_heavy_loss_keeps_audio_while_its_video_pauses_an
     }
     wait_metric(&server, "plaza_videos_paused", 1.0).await;
     let paused_at = Instant::now();
+    // Bob is told, so his page can say why the picture stopped.
+    let ann_video = ann_video_track(&bob, &ann);
+    wait_video_paused(&bob, &ann_video, true).await;
 
     // For a second: Bob gets Ann's audio but not her video; Cleo gets both as before.
     // (A packet or two may have been on its way when the pause began.)
@@ -175,6 +211,7 @@ async fn a_subscriber_reporting_heavy_loss_keeps_audio_while_its_video_pauses_an
 
     // The probe: after the pause Bob's video resumes (his reports are clean now).
     wait_metric(&server, "plaza_videos_paused", 0.0).await;
+    wait_video_paused(&bob, &ann_video, false).await;
     let resumed = packets(&bob, &ann, MediaKind::Video);
     bob.wait_media("Ann's video again after the pause", WAIT, |_| {
         packets(&bob, &ann, MediaKind::Video) > resumed + 20

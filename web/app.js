@@ -229,6 +229,13 @@ function wireClient(client) {
   });
   on('track-added', ({ participantId, trackId, track }) => attachTrack(participantId, trackId, track));
   on('track-removed', ({ participantId, trackId }) => detachTrack(participantId, trackId));
+  on('video-paused', ({ participantId, trackId, paused }) => {
+    const tile = state.tiles.get(participantId);
+    if (!tile) return;
+    if (paused) tile.pausedVideos.add(trackId);
+    else tile.pausedVideos.delete(trackId);
+    updateVideoVisibility(tile);
+  });
   on('chat', (msg) => addChatMessage(msg));
   on('chat-state', ({ open }) => {
     $('#chat-input').placeholder = open ? 'Message everyone' : 'Connecting chat…';
@@ -312,6 +319,8 @@ function ensureTile(participantId, info) {
     /** The ones the tile plays: the latest of each kind (a second video, e.g. a screen share, wins over the camera until it stops). */
     tracks: { audio: null, video: null },
     hasFrame: false,
+    /** Server track ids of this participant's videos the server paused for our link's loss. */
+    pausedVideos: new Set(),
   };
   // A tile shows its avatar until real frames arrive, so nobody stares at black.
   tile.video.addEventListener('resize', () => onFirstFrame(tile));
@@ -346,6 +355,7 @@ function detachTrack(participantId, trackId) {
   // By the server's track id: the MediaStreamTrack of a recycled m-line keeps the id of
   // its first occupant (docs/decisions.md §11), so track.id may name another track.
   tile.media.delete(trackId);
+  tile.pausedVideos.delete(trackId);
   showLatest(tile, track.kind);
 }
 
@@ -367,6 +377,11 @@ function showLatest(tile, kind) {
 function updateVideoVisibility(tile) {
   const showVideo = tile.tracks.video && tile.hasFrame && !tile.info.video_muted;
   tile.el.classList.toggle('no-video', !showVideo);
+  // The last picture stays; the note says why it does not move.
+  const shownId = [...tile.media].find(([, t]) => t === tile.tracks.video)?.[0];
+  const paused = Boolean(shownId && tile.pausedVideos.has(shownId) && !tile.info.video_muted);
+  tile.el.dataset.videoPaused = String(paused);
+  show($('[data-testid="video-paused"]', tile.el), paused);
 }
 
 function removeTile(participantId) {

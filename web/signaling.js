@@ -554,6 +554,13 @@ export class PlazaClient extends Emitter {
       case 'track_unpublished':
         this.tracks.delete(msg.track_id);
         return this.#announceTrackRemoved(msg.track_id);
+      case 'video_paused': {
+        // Our link lost too much of this video; the server paused it (audio goes on)
+        // and will try again (docs/protocol.md, "Slow links").
+        const participantId = this.tracks.get(msg.track_id)?.participant_id;
+        if (participantId) this.emit('video-paused', { participantId, trackId: msg.track_id, paused: msg.paused });
+        return;
+      }
       case 'offer':
         return this.#onSubscriberOffer(msg);
       case 'answer':

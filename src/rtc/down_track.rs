@@ -29,6 +29,7 @@ use plaza_rtc::PayloadFormat;
 use super::feedback::{Change, FeedbackPolicy, RequestOutcome, SubscriberFeedback};
 use super::forwarder::{Forwarder, Verdict};
 use super::keyframe::KeyframeSource;
+use super::peer::{PeerEvent, PeerEventHandler};
 use super::stats::{MediaStats, TaskGuard};
 use super::up_track::now_us;
 
@@ -73,6 +74,8 @@ pub struct DownTrack {
     /// Set while the subscriber's loss says its video cannot get through
     /// (`feedback.rs`): nothing of this track is sent to it.
     video_paused: AtomicBool,
+    /// The subscriber's session, told of each pause and resume.
+    events: PeerEventHandler,
     stats: Arc<MediaStats>,
     /// Counts this down track in `MediaStats::subscriptions` while it lives.
     _alive: TaskGuard,
@@ -87,6 +90,7 @@ impl DownTrack {
         codec: RTCRtpCodecCapability,
         transport_ready: Arc<AtomicBool>,
         stats: &Arc<MediaStats>,
+        events: PeerEventHandler,
     ) -> Self {
         let format = PayloadFormat::from_mime(&codec.mime_type);
         Self {
@@ -101,6 +105,7 @@ impl DownTrack {
             transport_ready,
             up,
             video_paused: AtomicBool::new(false),
+            events,
             stats: Arc::clone(stats),
             _alive: TaskGuard::new(&stats.subscriptions),
         }
@@ -248,20 +253,26 @@ impl DownTrack {
     fn apply(&self, change: Change) {
         match change {
             Change::Pause => {
-                if !self.video_paused.swap(true, Ordering::Relaxed) {
-                    self.stats.video_pauses.fetch_add(1, Ordering::Relaxed);
-                    self.stats.videos_paused.fetch_add(1, Ordering::Relaxed);
+                if self.video_paused.swap(true, Ordering::Relaxed) {
+                    return;
                 }
+                self.stats.video_pauses.fetch_add(1, Ordering::Relaxed);
+                self.stats.videos_paused.fetch_add(1, Ordering::Relaxed);
             }
             Change::Resume => {
                 // Numbering first, then the flag: the next packet the read loop lets
                 // through waits for a keyframe and leaves no gap.
                 self.lock_forwarder().skip_ahead();
-                if self.video_paused.swap(false, Ordering::Relaxed) {
-                    self.stats.videos_paused.fetch_sub(1, Ordering::Relaxed);
+                if !self.video_paused.swap(false, Ordering::Relaxed) {
+                    return;
                 }
+                self.stats.videos_paused.fetch_sub(1, Ordering::Relaxed);
             }
         }
+        (self.events)(PeerEvent::VideoPaused {
+            track: self.track_id.clone(),
+            paused: change == Change::Pause,
+        });
     }
 
     fn lock_forwarder(&self) -> std::sync::MutexGuard<'_, Forwarder> {

@@ -11,7 +11,7 @@ use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_remote::TrackRemote;
 
-use plaza_protocol::IceCandidate;
+use plaza_protocol::{IceCandidate, TrackId};
 
 /// What a peer connection reports to its owner, in Plaza's own types: the session
 /// never sees a webrtc-rs type.
@@ -28,6 +28,12 @@ pub enum PeerEvent {
     DataMessage {
         label: String,
         message: DataMessage,
+    },
+    /// A video this (subscriber) connection receives was paused for the subscriber's
+    /// loss, or resumed (`feedback.rs`).
+    VideoPaused {
+        track: TrackId,
+        paused: bool,
     },
 }
 

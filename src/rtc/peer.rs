@@ -36,6 +36,8 @@ pub type PeerEventHandler = Arc<dyn Fn(PeerEvent) + Send + Sync>;
 
 pub struct Peer {
     pub target: PeerTarget,
+    /// The owner's event handler; down tracks report their pauses through it.
+    handler: PeerEventHandler,
     pc: Arc<RTCPeerConnection>,
     media: Arc<MediaPlane>,
     /// Set once DTLS is up; down tracks read it to know when sending can start.
@@ -73,9 +75,16 @@ impl Peer {
         let pc = Arc::new(pc);
         let transport_ready = Arc::new(AtomicBool::new(false));
         let down_tracks = DownTracks::default();
-        install_handlers(&pc, target, handler, &transport_ready, &down_tracks);
+        install_handlers(
+            &pc,
+            target,
+            Arc::clone(&handler),
+            &transport_ready,
+            &down_tracks,
+        );
         Ok(Peer {
             target,
+            handler,
             guard: std::sync::Mutex::new(Some(TaskGuard::new(&media.stats.peer_connections))),
             pc,
             media,
@@ -121,6 +130,7 @@ impl Peer {
             up.codec().clone(),
             self.transport_ready(),
             up.stats(),
+            Arc::clone(&self.handler),
         ));
         let mut list = lock(&self.down_tracks);
         list.retain(|d| d.strong_count() > 0);

@@ -89,6 +89,20 @@ impl WsSession {
                 );
             }
             PeerEvent::Track(_) => {}
+            PeerEvent::VideoPaused { track, paused } => {
+                // Only while it still receives that track (a late report after an
+                // unsubscribe says nothing the client can use).
+                if self.subscriptions.contains_key(&track) {
+                    info!(%track, paused, "video paused for loss on this participant's link");
+                    self.send(
+                        ctx,
+                        &ServerMessage::VideoPaused {
+                            track_id: track,
+                            paused,
+                        },
+                    );
+                }
+            }
         }
     }
 }

@@ -214,6 +214,13 @@ pub enum ServerMessage {
         track_id: TrackId,
         participant_id: ParticipantId,
     },
+    /// The server stopped (`paused: true`) or started again (`false`) sending this
+    /// participant a video it subscribes to, because the participant's link lost too
+    /// much of it (docs/protocol.md, "Slow links"). Its audio goes on.
+    VideoPaused {
+        track_id: TrackId,
+        paused: bool,
+    },
     Offer {
         target: PeerTarget,
         sdp: String,
