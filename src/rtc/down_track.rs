@@ -54,28 +54,35 @@ pub enum Sent {
     Failed,
 }
 
+/// The subscriber's connection as its down tracks see it: whose it is, whether it can
+/// send yet, and where to report to.
+#[derive(Clone)]
+pub struct SubscriberLink {
+    pub subscriber: ParticipantId,
+    /// Set by the subscriber's peer connection once DTLS is up; shared by all its
+    /// down tracks. Before that, writes are dropped by webrtc-rs, so asking the
+    /// publisher for a keyframe would be wasted.
+    pub transport_ready: Arc<AtomicBool>,
+    /// The subscriber's session, told of each pause and resume of a video.
+    pub events: PeerEventHandler,
+}
+
 pub struct DownTrack {
     track_id: TrackId,
     /// The publisher: the subscriber's `MediaStream.id`.
     stream_id: String,
     track_id_str: String,
-    subscriber: ParticipantId,
+    link: SubscriberLink,
     codec: RTCRtpCodecCapability,
     format: PayloadFormat,
     binding: ArcSwapOption<Binding>,
     forwarder: Mutex<Forwarder>,
-    /// Set by the subscriber's peer connection once DTLS is up; shared by all its
-    /// down tracks. Before that, writes are dropped by webrtc-rs, so asking the
-    /// publisher for a keyframe would be wasted.
-    transport_ready: Arc<AtomicBool>,
     /// The track it forwards, to ask for a keyframe the moment this one can send.
     /// Weak: the up track holds its down tracks, not the other way round.
     up: Weak<dyn KeyframeSource>,
     /// Set while the subscriber's loss says its video cannot get through
     /// (`feedback.rs`): nothing of this track is sent to it.
     video_paused: AtomicBool,
-    /// The subscriber's session, told of each pause and resume.
-    events: PeerEventHandler,
     stats: Arc<MediaStats>,
     /// Counts this down track in `MediaStats::subscriptions` while it lives.
     _alive: TaskGuard,
@@ -86,26 +93,22 @@ impl DownTrack {
         up: Weak<dyn KeyframeSource>,
         track_id: TrackId,
         publisher: &ParticipantId,
-        subscriber: ParticipantId,
         codec: RTCRtpCodecCapability,
-        transport_ready: Arc<AtomicBool>,
+        link: SubscriberLink,
         stats: &Arc<MediaStats>,
-        events: PeerEventHandler,
     ) -> Self {
         let format = PayloadFormat::from_mime(&codec.mime_type);
         Self {
             track_id_str: track_id.to_string(),
             track_id,
             stream_id: publisher.to_string(),
-            subscriber,
+            link,
             forwarder: Mutex::new(Forwarder::new(format, codec.clock_rate)),
             format,
             codec,
             binding: ArcSwapOption::empty(),
-            transport_ready,
             up,
             video_paused: AtomicBool::new(false),
-            events,
             stats: Arc::clone(stats),
             _alive: TaskGuard::new(&stats.subscriptions),
         }
@@ -115,7 +118,7 @@ impl DownTrack {
     /// the subscriber's first picture should not wait for the next packet to notice.
     /// Called when either becomes true.
     pub(super) fn ask_keyframe_if_ready(&self) {
-        if self.binding.load().is_some() && self.transport_ready.load(Ordering::Acquire) {
+        if self.binding.load().is_some() && self.link.transport_ready.load(Ordering::Acquire) {
             if let Some(up) = self.up.upgrade() {
                 up.request_keyframe();
             }
@@ -127,7 +130,7 @@ impl DownTrack {
     }
 
     pub fn subscriber(&self) -> &ParticipantId {
-        &self.subscriber
+        &self.link.subscriber
     }
 
     pub fn codec(&self) -> &RTCRtpCodecCapability {
@@ -146,7 +149,7 @@ impl DownTrack {
         };
         if binding.paused.load(Ordering::Relaxed)
             || self.video_paused.load(Ordering::Relaxed)
-            || !self.transport_ready.load(Ordering::Acquire)
+            || !self.link.transport_ready.load(Ordering::Acquire)
         {
             return Sent::Skipped;
         }
@@ -269,7 +272,7 @@ impl DownTrack {
                 self.stats.videos_paused.fetch_sub(1, Ordering::Relaxed);
             }
         }
-        (self.events)(PeerEvent::VideoPaused {
+        (self.link.events)(PeerEvent::VideoPaused {
             track: self.track_id.clone(),
             paused: change == Change::Pause,
         });

@@ -19,7 +19,7 @@ use webrtc::track::track_local::TrackLocal;
 
 use plaza_protocol::{IceCandidate, ParticipantId, PeerTarget, ProtocolError, TrackId};
 
-use super::down_track::DownTrack;
+use super::down_track::{DownTrack, SubscriberLink};
 pub use super::events::{
     ConnectionState, DataChannel, DataMessage, IceConnectionState, PeerEvent, RemoteTrack,
     SenderHandle,
@@ -126,11 +126,13 @@ impl Peer {
             up_weak,
             up.id.clone(),
             &up.publisher,
-            subscriber,
             up.codec().clone(),
-            self.transport_ready(),
+            SubscriberLink {
+                subscriber,
+                transport_ready: self.transport_ready(),
+                events: Arc::clone(&self.handler),
+            },
             up.stats(),
-            Arc::clone(&self.handler),
         ));
         let mut list = lock(&self.down_tracks);
         list.retain(|d| d.strong_count() > 0);
