@@ -298,6 +298,39 @@ export function remoteMedia(page) {
   });
 }
 
+/**
+ * Per remote tile (participant id): the inbound-rtp stats of the video it plays, the
+ * counters a viewer's experience shows in (frames decoded, freezes, loss, bytes), and the
+ * stats' own timestamp (ms) for rates. `null` for a tile with no video stats yet.
+ */
+export function inboundVideo(page) {
+  return page.evaluate(async () => {
+    const pc = window.plaza.subscriberPc;
+    const stats = pc ? [...(await pc.getStats()).values()] : [];
+    const out = {};
+    for (const tile of document.querySelectorAll('[data-testid="grid"] [data-testid="tile"]')) {
+      const track = tile.querySelector('video').srcObject?.getVideoTracks()[0];
+      const s = track && stats.find((x) => x.type === 'inbound-rtp' && x.trackIdentifier === track.id);
+      out[tile.dataset.participantId] = s
+        ? {
+            timestamp: s.timestamp,
+            framesDecoded: s.framesDecoded ?? 0,
+            freezeCount: s.freezeCount ?? 0,
+            totalFreezesDuration: s.totalFreezesDuration ?? 0,
+            packetsLost: s.packetsLost ?? 0,
+            packetsReceived: s.packetsReceived ?? 0,
+            bytesReceived: s.bytesReceived ?? 0,
+            keyFramesDecoded: s.keyFramesDecoded ?? 0,
+            pliCount: s.pliCount ?? 0,
+            nackCount: s.nackCount ?? 0,
+            frameWidth: s.frameWidth ?? 0,
+          }
+        : null;
+    }
+    return out;
+  });
+}
+
 /** Chat messages as shown: sender label, text, and whether marked as our own. */
 export function chatMessages(page) {
   return page.$$eval('[data-testid="chat-message"]', (els) =>

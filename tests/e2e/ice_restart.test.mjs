@@ -8,60 +8,20 @@
 // Needs root (ip netns, veth, bridge); run.sh runs it inside `unshare -n` like the rest.
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { OUT_DIR, PlazaServer, joinRoom, launchBrowser, remoteMedia, waitFor } from './harness.mjs';
+import { PlazaServer, joinRoom, launchBrowser, remoteMedia, waitFor } from './harness.mjs';
+import { TestNet, ip } from './hosts.mjs';
 
 // How long after the address change both pages must decode each other's video again
 // (issue 13). Measured with the SRTP replay window fix: 2.4-3.2 s (the page notices the
 // dead socket after 2 s of silence, resumes and restarts ICE in a few hundred ms).
 const RECOVERY_GOAL_MS = 5_000;
 
-const ip = (...args) => execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
-const tag = process.pid % 100000;
-const BRIDGE = `pzb${tag}`;
 const SERVER_IP = '198.18.0.1';
-const hosts = {
-  ann: { ns: `pz-ann-${tag}`, veth: `pza${tag}`, addr: '198.18.0.10' },
-  ben: { ns: `pz-ben-${tag}`, veth: `pzb${tag}x`, addr: '198.18.0.11' },
-};
+const net = new TestNet({ serverIp: SERVER_IP, hosts: { ann: '198.18.0.10', ben: '198.18.0.11' } });
+const hosts = net.hosts;
 const NEW_ADDR = '198.18.0.20';
-
-/** A host: its own namespace, a veth into it, the other end on the bridge. */
-function makeHost(h) {
-  ip('netns', 'add', h.ns);
-  ip('link', 'add', h.veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', h.ns);
-  ip('link', 'set', h.veth, 'master', BRIDGE, 'up');
-  ip('-n', h.ns, 'link', 'set', 'lo', 'up');
-  ip('-n', h.ns, 'addr', 'add', `${h.addr}/24`, 'dev', 'eth0');
-  ip('-n', h.ns, 'link', 'set', 'eth0', 'up');
-}
-
-/**
- * Chromium inside the host's namespace: Playwright starts whatever executablePath
- * names. The page is on http://198.18.0.1, not localhost: camera access needs the
- * origin treated as secure.
- */
-function chromiumIn(h, origin) {
-  const wrapper = path.join(OUT_DIR, `chromium-${h.ns}.sh`);
-  fs.writeFileSync(
-    wrapper,
-    `#!/bin/sh\nexec ip netns exec ${h.ns} /usr/bin/chromium --unsafely-treat-insecure-origin-as-secure=${origin} "$@"\n`,
-    { mode: 0o755 },
-  );
-  return wrapper;
-}
-
-function cleanUp() {
-  for (const h of Object.values(hosts)) {
-    try { ip('netns', 'del', h.ns); } catch { /* not made */ }
-    try { ip('link', 'del', h.veth); } catch { /* gone with the namespace */ }
-  }
-  try { ip('link', 'del', BRIDGE); } catch { /* not made */ }
-}
 
 /** Records the signalling messages a page receives, by type, with when they came. */
 function recordSignalling(page) {
@@ -127,12 +87,7 @@ describe('ICE restart on a network change', { concurrency: 1 }, () => {
   const people = {};
 
   before(async () => {
-    fs.mkdirSync(OUT_DIR, { recursive: true });
-    cleanUp();
-    ip('link', 'add', BRIDGE, 'type', 'bridge');
-    ip('addr', 'add', `${SERVER_IP}/24`, 'dev', BRIDGE);
-    ip('link', 'set', BRIDGE, 'up');
-    for (const h of Object.values(hosts)) makeHost(h);
+    net.up();
     server = await PlazaServer.start({
       logName: 'ice-restart-server.log',
       listenHost: '0.0.0.0',
@@ -145,15 +100,15 @@ describe('ICE restart on a network change', { concurrency: 1 }, () => {
   after(async () => {
     for (const b of browsers) await b.close().catch(() => {});
     await server?.stop();
-    cleanUp();
+    net.cleanUp();
     if (server) console.log(`server log: ${server.logPath}`);
   });
 
   test('a page whose address changes decodes again, with no leave and no join', { timeout: 120_000 }, async () => {
     const pageServer = { base: `http://${SERVER_IP}:${server.port}` };
     const signalling = {};
-    for (const [name, h] of Object.entries(hosts)) {
-      const browser = await launchBrowser({ executablePath: chromiumIn(h, pageServer.base) });
+    for (const name of Object.keys(hosts)) {
+      const browser = await launchBrowser({ executablePath: net.chromium(name, pageServer.base) });
       browsers.push(browser);
       const label = name[0].toUpperCase() + name.slice(1);
       people[name] = await joinRoom(browser, pageServer, {

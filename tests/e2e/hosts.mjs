@@ -1,0 +1,148 @@
+// Test hosts for browser tests that need more than one machine: each host is a network
+// namespace with one veth into it, the other end on a bridge in the test's own namespace.
+// The bridge carries the server's address, so the server runs where the test runs and each
+// Chromium runs inside its host's namespace (through an executablePath wrapper).
+//
+// Needs root (ip netns, veth, bridge, tc). Addresses come from 198.18.0.0/15 (reserved for
+// benchmarking); nothing here touches any other interface. run.sh runs the tests inside
+// `unshare -n`, so the bridge and the bridge-side veths die with that namespace; the named
+// namespaces (/run/netns, shared with the whole machine) are deleted by `cleanUp()`, which
+// also runs when the process exits or is interrupted.
+//
+// Usage:
+//   const net = new TestNet({ serverIp: '198.18.0.1', hosts: { ann: '198.18.0.10' } });
+//   net.up();                                  // bridge with the server's address, hosts
+//   launchBrowser({ executablePath: net.chromium('ann', origin) });
+//   net.shapeDownlink('ann', '300kbit');       // tc tbf on the bridge-side veth
+//   net.cleanUp();
+
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { OUT_DIR } from './harness.mjs';
+
+export const ip = (...args) => execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+export const tc = (...args) => execFileSync('tc', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+
+// Every TestNet of this process, for the exit handler.
+const live = new Set();
+let exitHooked = false;
+
+function hookExit() {
+  if (exitHooked) return;
+  exitHooked = true;
+  // A failed test still runs `after`; these catch a process that ends without it (an
+  // uncaught error, a runner's SIGTERM/SIGINT). Namespaces would otherwise outlive the run.
+  process.on('exit', () => {
+    for (const n of live) n.cleanUp();
+  });
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.once(signal, () => {
+      for (const n of live) n.cleanUp();
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    });
+  }
+}
+
+export class TestNet {
+  /**
+   * `hosts`: name → address (in `serverIp`'s /24). Names of namespaces and interfaces
+   * carry this process's id: namespaces are visible machine-wide, and two test processes
+   * (or a leftover of a killed one) must not collide. Interface names stay within
+   * Linux's 15 characters.
+   */
+  constructor({ serverIp, hosts, prefix = 'pz' }) {
+    const tag = process.pid % 100000;
+    this.serverIp = serverIp;
+    this.bridge = `${prefix}br${tag}`;
+    this.hosts = {};
+    Object.entries(hosts).forEach(([name, addr], i) => {
+      this.hosts[name] = {
+        name,
+        ns: `${prefix}-${name}-${tag}`,
+        // The bridge-side end, in the test's namespace: its egress is the host's downlink.
+        veth: `${prefix}v${tag}h${i}`,
+        addr,
+      };
+    });
+  }
+
+  host(name) {
+    const h = this.hosts[name];
+    if (!h) throw new Error(`no host ${name}`);
+    return h;
+  }
+
+  /** Makes the bridge (with the server's address) and every host. */
+  up() {
+    hookExit();
+    live.add(this);
+    this.#remove(); // a leftover of an earlier process with the same id
+    ip('link', 'add', this.bridge, 'type', 'bridge');
+    ip('addr', 'add', `${this.serverIp}/24`, 'dev', this.bridge);
+    ip('link', 'set', this.bridge, 'up');
+    for (const h of Object.values(this.hosts)) this.#makeHost(h);
+    return this;
+  }
+
+  /** A host: its own namespace, a veth into it (eth0 there), the other end on the bridge. */
+  #makeHost(h) {
+    ip('netns', 'add', h.ns);
+    ip('link', 'add', h.veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', h.ns);
+    ip('link', 'set', h.veth, 'master', this.bridge, 'up');
+    ip('-n', h.ns, 'link', 'set', 'lo', 'up');
+    ip('-n', h.ns, 'addr', 'add', `${h.addr}/24`, 'dev', 'eth0');
+    ip('-n', h.ns, 'link', 'set', 'eth0', 'up');
+  }
+
+  /**
+   * A Chromium wrapper that runs inside the host's namespace: Playwright starts whatever
+   * executablePath names. `origin` is the page's origin (http://<bridge address>:port),
+   * not localhost, so camera access needs it treated as secure.
+   */
+  chromium(name, origin) {
+    const h = this.host(name);
+    fs.mkdirSync(OUT_DIR, { recursive: true });
+    const wrapper = path.join(OUT_DIR, `chromium-${h.ns}.sh`);
+    const bin = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
+    fs.writeFileSync(
+      wrapper,
+      `#!/bin/sh\nexec ip netns exec ${h.ns} ${bin} --unsafely-treat-insecure-origin-as-secure=${origin} "$@"\n`,
+      { mode: 0o755 },
+    );
+    return wrapper;
+  }
+
+  /**
+   * Limits what reaches the host (its downlink): a token bucket on the egress of the
+   * bridge-side veth. The host's uplink (its eth0's egress) stays unlimited.
+   */
+  shapeDownlink(name, { rate, burst = '16kbit', latency = '300ms' }) {
+    const h = this.host(name);
+    tc('qdisc', 'add', 'dev', h.veth, 'root', 'tbf', 'rate', rate, 'burst', burst, 'latency', latency);
+  }
+
+  unshapeDownlink(name) {
+    tc('qdisc', 'del', 'dev', this.host(name).veth, 'root');
+  }
+
+  /** The shaper's counters (sent bytes/packets, drops, overlimits), for the log. */
+  shaperStats(name) {
+    return tc('-s', 'qdisc', 'show', 'dev', this.host(name).veth).trim();
+  }
+
+  /** Deletes whatever of this net exists; safe to call more than once. */
+  cleanUp() {
+    live.delete(this);
+    this.#remove();
+  }
+
+  #remove() {
+    for (const h of Object.values(this.hosts)) {
+      try { ip('netns', 'del', h.ns); } catch { /* not made */ }
+      try { ip('link', 'del', h.veth); } catch { /* gone with the namespace */ }
+    }
+    try { ip('link', 'del', this.bridge); } catch { /* not made */ }
+  }
+}
