@@ -15,6 +15,7 @@ mod events;
 pub mod feedback;
 pub mod forwarder;
 pub mod keyframe;
+mod padding;
 pub mod peer;
 pub mod probe;
 mod slots;

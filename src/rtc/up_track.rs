@@ -21,6 +21,7 @@ use plaza_rtc::PayloadFormat;
 
 use super::down_track::{DownTrack, Sent};
 use super::keyframe::{KeyframePolicy, KeyframeRequests, KeyframeSource};
+use super::padding::PaddingFilter;
 use super::stats::{MediaStats, Tally, TaskGuard};
 
 /// Microseconds since the first call: the forwarders' clock.
@@ -100,8 +101,9 @@ impl UpTrack {
         // from every forwarding thread would bounce one cache line between cores.
         let mut tally = Tally::default();
         let mut last_flush = now_us();
+        let mut padding = PaddingFilter::default();
         let cancelled = loop {
-            let pkt = tokio::select! {
+            let mut pkt = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => break true,
                 r = track.read_rtp() => match r {
@@ -109,10 +111,17 @@ impl UpTrack {
                     Err(_) => break false,
                 },
             };
-            // Padding-only packets are the publisher's bandwidth probes, not media.
-            if pkt.payload.is_empty() {
+            // Padding-only packets are the publisher's bandwidth probes, not media: not
+            // forwarded, and renumbered around (`padding.rs`).
+            let seq = padding.renumber(
+                pkt.header.ssrc,
+                pkt.header.sequence_number,
+                pkt.payload.is_empty(),
+            );
+            let Some(seq) = seq else {
                 continue;
-            }
+            };
+            pkt.header.sequence_number = seq;
             tally.packets_in += 1;
             tally.bytes_in += pkt.payload.len() as u64;
             let keyframe = self.format.is_keyframe_start(&pkt.payload);
