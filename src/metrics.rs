@@ -168,6 +168,22 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
+            "# HELP plaza_retransmissions_total Packets subscribers asked for again (NACK), by outcome: sent, too_soon (resent moments ago), over_budget (the subscriber's retransmission budget was spent), unknown (not in the history).\n# TYPE plaza_retransmissions_total counter"
+        );
+        for (outcome, n) in [
+            ("sent", &media.retransmissions_sent),
+            ("too_soon", &media.retransmissions_too_soon),
+            ("over_budget", &media.retransmissions_over_budget),
+            ("unknown", &media.retransmissions_unknown),
+        ] {
+            let _ = writeln!(
+                out,
+                "plaza_retransmissions_total{{outcome=\"{outcome}\"}} {}",
+                counter(n)
+            );
+        }
+        let _ = writeln!(
+            out,
             "# HELP plaza_errors_total Errors reported to clients, by code.\n# TYPE plaza_errors_total counter"
         );
         for (code, n) in self.errors_by_code() {

@@ -1,9 +1,10 @@
 //! A subscriber that cannot keep up must not cost the others (issue 11): its keyframe
-//! requests reach the publisher within a budget of its own, and while it reports heavy
-//! loss its video is paused (audio goes on) until a probe finds the link better
-//! (`src/rtc/feedback.rs`). The subscriber here is a real webrtc-rs client whose RTCP
-//! says what a subscriber behind a bad link says: PLIs over and over, and receiver
-//! reports with most packets lost.
+//! requests reach the publisher within a budget of its own, its NACKs are answered
+//! within a retransmission budget of its own, and while it loses too much its video is
+//! paused (audio goes on) until a probe finds the link better (`src/rtc/feedback.rs`,
+//! `src/rtc/retransmit.rs`). The subscriber here is a real webrtc-rs client whose RTCP
+//! says what a subscriber behind a bad link says: PLIs over and over, NACKs for most
+//! packets, receiver reports with most packets lost.
 
 mod common;
 
@@ -16,6 +17,7 @@ use webrtc::rtcp::packet::Packet as RtcpPacket;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::rtcp::receiver_report::ReceiverReport;
 use webrtc::rtcp::reception_report::ReceptionReport;
+use webrtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 
 /// The SSRC `subscriber` receives `publisher`'s video on.
@@ -38,6 +40,34 @@ fn packets(subscriber: &Participant, publisher: &Participant, kind: MediaKind) -
         .filter(|t| t.publisher == publisher.id && t.kind == Some(kind))
         .map(|t| t.packets)
         .sum()
+}
+
+/// The last sequence number `subscriber` got of `publisher`'s video.
+fn last_video_seq(subscriber: &Participant, publisher: &Participant) -> u16 {
+    subscriber
+        .remote_tracks()
+        .iter()
+        .find(|t| t.publisher == publisher.id && t.kind == Some(MediaKind::Video))
+        .and_then(|t| t.last_seq)
+        .expect("video received")
+}
+
+/// A NACK for the `count` sequence numbers ending at `last`.
+fn nack(media_ssrc: u32, last: u16, count: u16) -> TransportLayerNack {
+    TransportLayerNack {
+        sender_ssrc: 1,
+        media_ssrc,
+        nacks: (0..count)
+            .map(|k| NackPair::new(last.wrapping_sub(count - 1 - k)))
+            .collect(),
+    }
+}
+
+fn retransmissions(text: &str, outcome: &str) -> f64 {
+    metric(
+        text,
+        &format!("plaza_retransmissions_total{{outcome=\"{outcome}\"}}"),
+    )
 }
 
 /// The server's id of `publisher`'s video, as `subscriber` was told of it.
@@ -154,8 +184,7 @@ async fn a_subscriber_asking_for_keyframes_over_and_over_is_served_within_its_bu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_subscriber_reporting_heavy_loss_keeps_audio_while_its_video_pauses_and_is_probed_again()
-{
+async fn a_subscriber_losing_most_packets_keeps_audio_while_its_video_pauses_and_is_probed_again() {
     let server = server();
     let ann = join(&server, "lossy", "Ann").await;
     let bob = join(&server, "lossy", "Bob").await;
@@ -164,20 +193,26 @@ async fn a_subscriber_reporting_heavy_loss_keeps_audio_while_its_video_pauses_an
     wait_media_from(&cleo, &[&ann], 20).await;
     let ssrc = video_ssrc(&bob, &ann).await;
 
-    // Two receiver reports in a row: 78 % of Ann's video lost on Bob's link.
-    for _ in 0..2 {
+    // Two seconds of a link that loses most of Ann's video: Bob NACKs nearly every
+    // packet, while his receiver reports (retransmissions repaired most of it) say
+    // little is lost. The NACKs are what show the link cannot carry the stream.
+    let deadline = Instant::now() + WAIT;
+    while metric(&metrics(&server).await, "plaza_videos_paused") < 1.0 {
+        assert!(Instant::now() < deadline, "Bob's video never paused");
+        let last = last_video_seq(&bob, &ann);
+        send_rtcp(&bob, Box::new(nack(ssrc, last, 8))).await;
         let rr = ReceiverReport {
             ssrc: 1,
             reports: vec![ReceptionReport {
                 ssrc,
-                fraction_lost: 200,
+                fraction_lost: 3,
                 ..Default::default()
             }],
             ..Default::default()
         };
         send_rtcp(&bob, Box::new(rr)).await;
+        tokio::time::sleep(Duration::from_millis(40)).await;
     }
-    wait_metric(&server, "plaza_videos_paused", 1.0).await;
     let paused_at = Instant::now();
     // Bob is told, so his page can say why the picture stopped.
     let ann_video = ann_video_track(&bob, &ann);
@@ -225,5 +260,65 @@ async fn a_subscriber_reporting_heavy_loss_keeps_audio_while_its_video_pauses_an
     assert_eq!(
         metric(&metrics(&server).await, "plaza_video_pauses_total"),
         1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nacks_are_answered_once_per_moment_and_within_the_subscribers_budget() {
+    let server = server();
+    let ann = join(&server, "nacks", "Ann").await;
+    let bob = join(&server, "nacks", "Bob").await;
+    wait_media_from(&bob, &[&ann], 40).await;
+    let ssrc = video_ssrc(&bob, &ann).await;
+
+    // Bob asks three times in a row for the last 10 packets he got: each is sent again
+    // once; asked again at once, it is still on its way.
+    let last = last_video_seq(&bob, &ann);
+    for _ in 0..3 {
+        send_rtcp(&bob, Box::new(nack(ssrc, last, 10))).await;
+    }
+    let deadline = Instant::now() + WAIT;
+    let text = loop {
+        let text = metrics(&server).await;
+        if retransmissions(&text, "sent") + retransmissions(&text, "too_soon") >= 30.0
+            || Instant::now() > deadline
+        {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(retransmissions(&text, "sent"), 10.0, "{text}");
+    assert_eq!(retransmissions(&text, "too_soon"), 20.0);
+    // Numbers Bob never got are not in the history.
+    send_rtcp(&bob, Box::new(nack(ssrc, last.wrapping_add(30_000), 5))).await;
+    let deadline = Instant::now() + WAIT;
+    while retransmissions(&metrics(&server).await, "unknown") < 5.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the unknown NACKs were never counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A flood: every 150 ms, the last 200 packets again. What is resent stays within a
+    // quarter of what Bob is sent (plus the bucket's first 64 KiB).
+    let forwarded_before = metric(&metrics(&server).await, "plaza_bytes_forwarded_total");
+    for _ in 0..20 {
+        let last = last_video_seq(&bob, &ann);
+        send_rtcp(&bob, Box::new(nack(ssrc, last, 200))).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let text = metrics(&server).await;
+    assert!(
+        retransmissions(&text, "over_budget") > 0.0,
+        "the flood was not held back:\n{text}"
+    );
+    let sent = retransmissions(&text, "sent");
+    let forwarded = metric(&text, "plaza_bytes_forwarded_total") - forwarded_before;
+    // Resent packets are at most 1,200 bytes here (the client's video packets).
+    let resent_bytes_at_most = (sent - 10.0) * 1200.0;
+    assert!(
+        resent_bytes_at_most <= 0.25 * forwarded + 64.0 * 1024.0 + 20.0 * 1200.0,
+        "{sent} packets resent against {forwarded} bytes forwarded"
     );
 }

@@ -6,32 +6,29 @@
 //! knowing whether the subscriber's transport is up yet.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
-use tokio_util::sync::CancellationToken;
-use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
-use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use webrtc::rtcp::receiver_report::ReceiverReport;
 use webrtc::rtp::header::Header;
 use webrtc::rtp::packet::Packet;
 use webrtc::rtp_transceiver::rtp_codec::{
     RTCRtpCodecCapability, RTCRtpCodecParameters, RTPCodecType,
 };
-use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::{TrackLocal, TrackLocalContext, TrackLocalWriter};
 
 use plaza_protocol::{ParticipantId, TrackId};
 use plaza_rtc::PayloadFormat;
 
-use super::feedback::{Change, FeedbackPolicy, RequestOutcome, SubscriberFeedback};
+use super::feedback::Change;
 use super::forwarder::{Forwarder, Verdict};
 use super::keyframe::KeyframeSource;
 use super::peer::{PeerEvent, PeerEventHandler};
+use super::retransmit::{RetransmitPolicy, SentHistory};
 use super::stats::{MediaStats, TaskGuard};
-use super::up_track::now_us;
+
+mod rtcp;
 
 /// What the negotiation gave this track on the subscriber's connection.
 struct Binding {
@@ -83,6 +80,13 @@ pub struct DownTrack {
     /// Set while the subscriber's loss says its video cannot get through
     /// (`feedback.rs`): nothing of this track is sent to it.
     video_paused: AtomicBool,
+    /// What was sent, to answer the subscriber's NACKs (video only: browsers NACK
+    /// video; `retransmit.rs`).
+    history: Option<Mutex<SentHistory>>,
+    /// Packets and bytes sent to the subscriber, for the loss window and the
+    /// retransmission budget.
+    packets_sent: AtomicU64,
+    bytes_sent: AtomicU64,
     stats: Arc<MediaStats>,
     /// Counts this down track in `MediaStats::subscriptions` while it lives.
     _alive: TaskGuard,
@@ -109,6 +113,11 @@ impl DownTrack {
             binding: ArcSwapOption::empty(),
             up,
             video_paused: AtomicBool::new(false),
+            history: format
+                .needs_keyframe()
+                .then(|| Mutex::new(SentHistory::new(RetransmitPolicy::default()))),
+            packets_sent: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
             stats: Arc::clone(stats),
             _alive: TaskGuard::new(&stats.subscriptions),
         }
@@ -180,79 +189,19 @@ impl DownTrack {
                 self.lock_forwarder().restart();
                 Sent::Skipped
             }
-            Ok(n) => Sent::Bytes(n),
+            Ok(n) => {
+                if let Some(history) = &self.history {
+                    lock(history).record(&out);
+                }
+                self.packets_sent.fetch_add(1, Ordering::Relaxed);
+                self.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+                Sent::Bytes(n)
+            }
             Err(_) => Sent::Failed,
         }
     }
 
-    /// Reads what the subscriber's RTCP says about this track until `stop` (the track
-    /// was removed or the connection closed) or the sender stops, and acts on it
-    /// (`feedback.rs`): its keyframe requests go to the publisher within its own
-    /// budget, and its video pauses while its loss is too high for it to get through.
-    pub(super) async fn serve_feedback(
-        &self,
-        sender: Arc<RTCRtpSender>,
-        stop: CancellationToken,
-        policy: FeedbackPolicy,
-    ) {
-        let mut feedback = SubscriberFeedback::new(policy);
-        let video = self.format.needs_keyframe();
-        loop {
-            let wake = feedback.next_wakeup();
-            let packets = tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = sleep_until_us(wake), if wake.is_some() => {
-                    if let Some(change) = feedback.poll(now_us()) {
-                        self.apply(change);
-                    }
-                    continue;
-                }
-                // webrtc-rs's `read_rtcp` misses a stop that happens while no read is
-                // pending (a `notify_waiters` with no waiter), and on a sender that never
-                // started sending it would then wait forever, keeping the sender, its
-                // track and the connection's transport (sockets) alive: hence `stop`.
-                read = sender.read_rtcp() => match read {
-                    Ok((packets, _)) => packets,
-                    Err(_) => break,
-                },
-            };
-            let now = now_us();
-            let ssrc = self.binding.load().as_ref().map(|b| b.ssrc);
-            let mut wants_keyframe = false;
-            for p in &packets {
-                let any = p.as_any();
-                if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
-                    wants_keyframe = true;
-                } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
-                    // Only video pauses: audio is small, and the last thing to lose.
-                    let ours = rr.reports.iter().filter(|r| Some(r.ssrc) == ssrc && video);
-                    for report in ours {
-                        if let Some(change) = feedback.receiver_report(report.fraction_lost, now) {
-                            self.apply(change);
-                        }
-                    }
-                }
-            }
-            if wants_keyframe {
-                let counter = match feedback.keyframe_request(now) {
-                    RequestOutcome::Forwarded => {
-                        match self.up.upgrade() {
-                            Some(up) => up.request_keyframe(),
-                            None => break,
-                        }
-                        &self.stats.keyframe_requests_forwarded
-                    }
-                    RequestOutcome::Throttled => &self.stats.keyframe_requests_throttled,
-                    RequestOutcome::Paused => &self.stats.keyframe_requests_paused,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        if feedback.paused() {
-            self.apply(Change::Resume);
-        }
-    }
-
+    /// Pauses or resumes this video for the subscriber, and tells its session.
     fn apply(&self, change: Change) {
         match change {
             Change::Pause => {
@@ -279,21 +228,14 @@ impl DownTrack {
     }
 
     fn lock_forwarder(&self) -> std::sync::MutexGuard<'_, Forwarder> {
-        // Only the up track's single read loop writes; a poisoned lock would mean a bug
-        // in the forwarder, and its state is still a valid plain struct.
-        self.forwarder.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.forwarder)
     }
 }
 
-/// Sleeps until `at_us` on the forwarders' clock (`now_us`); forever without one.
-async fn sleep_until_us(at_us: Option<u64>) {
-    match at_us {
-        Some(at) => {
-            let wait = at.saturating_sub(now_us());
-            tokio::time::sleep(std::time::Duration::from_micros(wait)).await;
-        }
-        None => std::future::pending().await,
-    }
+/// Locks per-track state that is a plain struct: a poisoned lock would mean a bug
+/// (a panic mid-update), and the struct is still valid to use.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The negotiated codec matching ours: same MIME type and, where both have one, the

@@ -11,13 +11,16 @@
 //!   at once, the next no sooner than `request_interval` later; a subscriber that keeps
 //!   asking right after being served (the keyframe did not help) waits twice as long
 //!   each time, up to `max_request_interval`; a quiet spell resets the wait.
-//! - **Its video pauses while its loss says a keyframe would not get through**: after
-//!   `lossy_reports_to_pause` receiver reports in a row with at least `pause_loss` of
-//!   the packets lost, nothing of this video is sent to it (its audio still is, and now
-//!   has the link to itself) and its keyframe requests are dropped. After `pause_for`
-//!   the video resumes at the next keyframe, as a probe; a pause soon after the last one
-//!   doubles the wait, up to `max_pause`. Without bandwidth estimation (issue 12) this
-//!   probe is the only way to learn the link got better.
+//! - **Its video pauses while its loss says a keyframe would not get through**: loss is
+//!   judged per `window`, as the larger of what its receiver reports say and the share
+//!   of packets it NACKed (receiver reports count a packet repaired by a resend as
+//!   received, so on a link that drops most packets they can look fine while hardly a
+//!   picture gets through). After `lossy_windows_to_pause` windows in a row with at
+//!   least `pause_loss` lost, nothing of this video is sent to it (its audio still is,
+//!   and now has the link to itself) and its keyframe requests are dropped. After
+//!   `pause_for` the video resumes at the next keyframe, as a probe; a pause soon after
+//!   the last one doubles the wait, up to `max_pause`. Without bandwidth estimation
+//!   (issue 12) this probe is the only way to learn the link got better.
 
 use std::time::Duration;
 
@@ -26,9 +29,10 @@ use std::time::Duration;
 pub struct FeedbackPolicy {
     pub request_interval: Duration,
     pub max_request_interval: Duration,
-    /// Fraction lost (of 256, as RTCP reports it) from which a report counts as lossy.
+    /// Loss (of 256, as RTCP reports it) from which a window counts as lossy.
     pub pause_loss: u8,
-    pub lossy_reports_to_pause: u8,
+    pub window: Duration,
+    pub lossy_windows_to_pause: u8,
     pub pause_for: Duration,
     pub max_pause: Duration,
 }
@@ -40,16 +44,21 @@ impl Default for FeedbackPolicy {
             // within a second is already being served by the keyframe in flight.
             request_interval: Duration::from_secs(1),
             max_request_interval: Duration::from_secs(8),
-            // A quarter of the packets: a keyframe of 20–50 packets then arrives
-            // whole with a chance under 1 in 300, retransmissions or not.
+            // A quarter of the packets: a keyframe of 20-50 packets then arrives
+            // whole with a chance under 1 in 300 before retransmissions, and the
+            // retransmission budget (`retransmit.rs`) is spent.
             pause_loss: 64,
-            // Two reports (about 2 s of video): one lossy second is a burst, not a link.
-            lossy_reports_to_pause: 2,
+            // Two seconds: one lossy second is a burst, not a link.
+            window: Duration::from_secs(1),
+            lossy_windows_to_pause: 2,
             pause_for: Duration::from_secs(2),
             max_pause: Duration::from_secs(16),
         }
     }
 }
+
+/// A window with fewer packets sent says nothing about loss.
+const MIN_WINDOW_PACKETS: u64 = 10;
 
 /// What the caller must do to the down track.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +87,11 @@ pub struct SubscriberFeedback {
     /// The current wait between forwarded requests (µs), doubled on repeats.
     request_wait_us: u64,
     last_forwarded_us: Option<u64>,
+    /// The loss window under way: when it began, the packets sent by then, the worst
+    /// receiver report and the packets NACKed (for the first time) in it.
+    window_start: Option<(u64, u64)>,
+    window_reported: u8,
+    window_nacked: u64,
     lossy_in_a_row: u8,
     /// While paused: when to resume.
     paused_until_us: Option<u64>,
@@ -96,6 +110,9 @@ impl SubscriberFeedback {
             policy,
             request_wait_us: us(policy.request_interval),
             last_forwarded_us: None,
+            window_start: None,
+            window_reported: 0,
+            window_nacked: 0,
             lossy_in_a_row: 0,
             paused_until_us: None,
             pause_us: us(policy.pause_for),
@@ -133,17 +150,64 @@ impl SubscriberFeedback {
 
     /// A receiver report block about this down track: `fraction_lost` of 256 packets
     /// were lost since the subscriber's last report.
-    pub fn receiver_report(&mut self, fraction_lost: u8, now_us: u64) -> Option<Change> {
-        if self.paused() {
-            // Nothing of the video is being sent: its reports say nothing of the link.
+    pub fn receiver_report(&mut self, fraction_lost: u8) {
+        // While paused nothing of the video is sent: its reports say nothing of the link.
+        if !self.paused() {
+            self.window_reported = self.window_reported.max(fraction_lost);
+        }
+    }
+
+    /// The subscriber NACKed `packets` for the first time.
+    pub fn nacked(&mut self, packets: u64) {
+        if !self.paused() {
+            self.window_nacked += packets;
+        }
+    }
+
+    /// When `tick` next has something to do (µs, the caller's clock); `None` until the
+    /// first tick.
+    pub fn next_wakeup(&self) -> Option<u64> {
+        self.paused_until_us
+            .or(self.window_start.map(|(at, _)| at + us(self.policy.window)))
+    }
+
+    /// Called at `next_wakeup` (and once to start): ends a pause that has lasted long
+    /// enough, or judges the loss window that ended. `packets_sent` is everything sent
+    /// on this down track so far.
+    pub fn tick(&mut self, now_us: u64, packets_sent: u64) -> Option<Change> {
+        if let Some(until) = self.paused_until_us {
+            if now_us < until {
+                return None;
+            }
+            self.paused_until_us = None;
+            self.last_resumed_us = Some(now_us);
+            self.start_window(now_us, packets_sent);
+            // The probe's first keyframe is asked for by the forwarder, not here; the
+            // subscriber's own next request is budgeted from now.
+            self.last_forwarded_us = Some(now_us);
+            return Some(Change::Resume);
+        }
+        let Some((started, sent_before)) = self.window_start else {
+            self.start_window(now_us, packets_sent);
+            return None;
+        };
+        if now_us < started + us(self.policy.window) {
             return None;
         }
-        if fraction_lost < self.policy.pause_loss {
+        let sent = packets_sent.saturating_sub(sent_before);
+        let nacked = if sent >= MIN_WINDOW_PACKETS {
+            (self.window_nacked * 256 / sent).min(255) as u8
+        } else {
+            0
+        };
+        let loss = nacked.max(self.window_reported);
+        self.start_window(now_us, packets_sent);
+        if loss < self.policy.pause_loss {
             self.lossy_in_a_row = 0;
             return None;
         }
-        self.lossy_in_a_row = self.lossy_in_a_row.saturating_add(1);
-        if self.lossy_in_a_row < self.policy.lossy_reports_to_pause {
+        self.lossy_in_a_row += 1;
+        if self.lossy_in_a_row < self.policy.lossy_windows_to_pause {
             return None;
         }
         self.lossy_in_a_row = 0;
@@ -152,7 +216,7 @@ impl SubscriberFeedback {
         // Lossy again soon after a probe: the link has not got better, wait longer.
         // A long healthy spell since: start over.
         self.pause_us = match self.last_resumed_us {
-            Some(r) if now_us.saturating_sub(r) < 2 * self.pause_us + base => {
+            Some(r) if now_us.saturating_sub(r) < 2 * self.pause_us + 2 * base => {
                 (2 * self.pause_us).min(max)
             }
             _ => base,
@@ -161,24 +225,10 @@ impl SubscriberFeedback {
         Some(Change::Pause)
     }
 
-    /// When `poll` next has something to do (µs, the caller's clock).
-    pub fn next_wakeup(&self) -> Option<u64> {
-        self.paused_until_us
-    }
-
-    /// Called as time passes: resumes a pause that has lasted long enough.
-    pub fn poll(&mut self, now_us: u64) -> Option<Change> {
-        match self.paused_until_us {
-            Some(until) if now_us >= until => {
-                self.paused_until_us = None;
-                self.last_resumed_us = Some(now_us);
-                // The probe's first keyframe is asked for by the forwarder, not here;
-                // the subscriber's own next request is budgeted from now.
-                self.last_forwarded_us = Some(now_us);
-                Some(Change::Resume)
-            }
-            _ => None,
-        }
+    fn start_window(&mut self, now_us: u64, packets_sent: u64) {
+        self.window_start = Some((now_us, packets_sent));
+        self.window_reported = 0;
+        self.window_nacked = 0;
     }
 }
 
@@ -237,36 +287,90 @@ mod tests {
         assert_eq!(f.keyframe_request(61 * S), RequestOutcome::Forwarded);
     }
 
-    #[test]
-    fn one_lossy_report_is_a_burst_two_pause_the_video() {
+    /// One second of sending: `sent` packets, `nacked` of them NACKed, the worst
+    /// receiver report `reported`; returns what the tick at its end said.
+    fn second(
+        f: &mut SubscriberFeedback,
+        t: &mut u64,
+        total: &mut u64,
+        (sent, nacked, reported): (u64, u64, u8),
+    ) -> Option<Change> {
+        f.nacked(nacked);
+        f.receiver_report(reported);
+        *t += S;
+        *total += sent;
+        f.tick(*t, *total)
+    }
+
+    fn started() -> (SubscriberFeedback, u64, u64) {
         let mut f = feedback();
-        assert_eq!(f.receiver_report(LOSSY, S), None);
-        assert_eq!(f.receiver_report(CLEAN, 2 * S), None);
-        assert_eq!(f.receiver_report(LOSSY, 3 * S), None);
-        assert_eq!(f.receiver_report(LOSSY, 4 * S), Some(Change::Pause));
-        assert!(f.paused());
-        assert_eq!(f.keyframe_request(4 * S + 1), RequestOutcome::Paused);
-        // Reports while paused say nothing (no video was sent).
-        assert_eq!(f.receiver_report(LOSSY, 5 * S), None);
-        assert_eq!(f.next_wakeup(), Some(6 * S));
-        assert_eq!(f.poll(5 * S + 999 * MS), None);
-        assert_eq!(f.poll(6 * S), Some(Change::Resume));
-        assert!(!f.paused());
         assert_eq!(f.next_wakeup(), None);
+        assert_eq!(f.tick(0, 0), None);
+        assert_eq!(f.next_wakeup(), Some(S));
+        (f, 0, 0)
+    }
+
+    const HEAVY_NACKS: (u64, u64, u8) = (100, 60, 3);
+    const HEAVY_REPORTS: (u64, u64, u8) = (100, 0, LOSSY);
+    const HEALTHY: (u64, u64, u8) = (100, 2, CLEAN);
+
+    #[test]
+    fn one_lossy_second_is_a_burst_two_pause_the_video() {
+        let (mut f, mut t, mut n) = started();
+        assert_eq!(second(&mut f, &mut t, &mut n, HEAVY_NACKS), None);
+        assert_eq!(second(&mut f, &mut t, &mut n, HEALTHY), None);
+        assert_eq!(second(&mut f, &mut t, &mut n, HEAVY_NACKS), None);
+        assert_eq!(
+            second(&mut f, &mut t, &mut n, HEAVY_REPORTS),
+            Some(Change::Pause)
+        );
+        assert!(f.paused());
+        assert_eq!(f.keyframe_request(t + 1), RequestOutcome::Paused);
+        assert_eq!(f.next_wakeup(), Some(t + 2 * S));
+        // Reports and NACKs while paused say nothing (no video was sent).
+        f.receiver_report(LOSSY);
+        f.nacked(1000);
+        assert_eq!(f.tick(t + 2 * S - 1, n), None);
+        assert_eq!(f.tick(t + 2 * S, n), Some(Change::Resume));
+        assert!(!f.paused());
+        // A new window starts at the resume, with nothing carried over.
+        t += 2 * S;
+        assert_eq!(second(&mut f, &mut t, &mut n, HEALTHY), None);
+    }
+
+    #[test]
+    fn nacks_count_even_when_retransmissions_hide_the_loss_from_reports() {
+        let (mut f, mut t, mut n) = started();
+        // 60 % NACKed, but every report says under 1 %: the resends made it, the
+        // link still cannot carry the stream.
+        assert_eq!(second(&mut f, &mut t, &mut n, HEAVY_NACKS), None);
+        assert_eq!(
+            second(&mut f, &mut t, &mut n, HEAVY_NACKS),
+            Some(Change::Pause)
+        );
+    }
+
+    #[test]
+    fn too_few_packets_say_nothing() {
+        let (mut f, mut t, mut n) = started();
+        for _ in 0..5 {
+            assert_eq!(second(&mut f, &mut t, &mut n, (5, 5, CLEAN)), None);
+        }
     }
 
     #[test]
     fn a_link_that_stays_bad_is_probed_less_and_less_often() {
-        let mut f = feedback();
-        let mut t = 0;
+        let (mut f, mut t, mut n) = started();
         let mut pauses = Vec::new();
         for _ in 0..6 {
-            // Two lossy reports a second apart after each resume.
-            assert_eq!(f.receiver_report(LOSSY, t + S), None);
-            assert_eq!(f.receiver_report(LOSSY, t + 2 * S), Some(Change::Pause));
+            assert_eq!(second(&mut f, &mut t, &mut n, HEAVY_NACKS), None);
+            assert_eq!(
+                second(&mut f, &mut t, &mut n, HEAVY_NACKS),
+                Some(Change::Pause)
+            );
             let until = f.next_wakeup().expect("paused");
-            pauses.push((until - (t + 2 * S)) / S);
-            assert_eq!(f.poll(until), Some(Change::Resume));
+            pauses.push((until - t) / S);
+            assert_eq!(f.tick(until, n), Some(Change::Resume));
             t = until;
         }
         assert_eq!(pauses, [2, 4, 8, 16, 16, 16]);
@@ -274,29 +378,40 @@ mod tests {
 
     #[test]
     fn a_link_that_got_better_starts_over_at_the_short_pause() {
-        let mut f = feedback();
-        f.receiver_report(LOSSY, S);
-        f.receiver_report(LOSSY, 2 * S);
-        assert_eq!(f.poll(4 * S), Some(Change::Resume));
-        f.receiver_report(LOSSY, 5 * S);
-        assert_eq!(f.receiver_report(LOSSY, 6 * S), Some(Change::Pause));
-        assert_eq!(f.next_wakeup(), Some(10 * S), "repeat: 4 s");
-        assert_eq!(f.poll(10 * S), Some(Change::Resume));
-        // A minute of clean reports, then a bad spell: a short pause again.
-        for k in 11..70 {
-            assert_eq!(f.receiver_report(CLEAN, k * S), None);
+        let (mut f, mut t, mut n) = started();
+        second(&mut f, &mut t, &mut n, HEAVY_NACKS);
+        assert_eq!(
+            second(&mut f, &mut t, &mut n, HEAVY_NACKS),
+            Some(Change::Pause)
+        );
+        t += 2 * S;
+        assert_eq!(f.tick(t, n), Some(Change::Resume));
+        second(&mut f, &mut t, &mut n, HEAVY_NACKS);
+        assert_eq!(
+            second(&mut f, &mut t, &mut n, HEAVY_NACKS),
+            Some(Change::Pause)
+        );
+        assert_eq!(f.next_wakeup(), Some(t + 4 * S), "soon again: 4 s");
+        t += 4 * S;
+        assert_eq!(f.tick(t, n), Some(Change::Resume));
+        // A minute of healthy seconds, then a bad spell: a short pause again.
+        for _ in 0..60 {
+            assert_eq!(second(&mut f, &mut t, &mut n, HEALTHY), None);
         }
-        f.receiver_report(LOSSY, 70 * S);
-        assert_eq!(f.receiver_report(LOSSY, 71 * S), Some(Change::Pause));
-        assert_eq!(f.next_wakeup(), Some(73 * S));
+        second(&mut f, &mut t, &mut n, HEAVY_NACKS);
+        assert_eq!(
+            second(&mut f, &mut t, &mut n, HEAVY_NACKS),
+            Some(Change::Pause)
+        );
+        assert_eq!(f.next_wakeup(), Some(t + 2 * S));
     }
 
     #[test]
     fn ordinary_loss_never_pauses() {
-        let mut f = feedback();
-        // 2 % random loss (5 of 256), as on a poor Wi-Fi: NACKs repair it.
-        for k in 0..100 {
-            assert_eq!(f.receiver_report(5, k * S), None);
+        let (mut f, mut t, mut n) = started();
+        // 2 % random loss, as on a poor Wi-Fi: NACKs repair it.
+        for _ in 0..100 {
+            assert_eq!(second(&mut f, &mut t, &mut n, (150, 3, 5)), None);
         }
         assert!(!f.paused());
     }

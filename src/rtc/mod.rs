@@ -18,6 +18,7 @@ pub mod keyframe;
 mod padding;
 pub mod peer;
 pub mod probe;
+pub mod retransmit;
 mod slots;
 pub mod stats;
 pub mod up_track;
@@ -212,7 +213,8 @@ pub fn local_addresses() -> Vec<crate::ice_addresses::LocalAddress> {
 fn build_api(ice: &IceConfig, udp_mux: Option<Arc<UDPMuxDefault>>) -> Result<API> {
     let mut media = MediaEngine::default();
     codec::register_codecs(&mut media)?;
-    let registry = plaza_rtc::interceptors(&mut media)?;
+    // Subscribers' NACKs are answered by each down track (`retransmit.rs`).
+    let registry = plaza_rtc::interceptors(&mut media, plaza_rtc::NackResponder::Application)?;
 
     let mut s = SettingEngine::default();
     plaza_rtc::tune_ice(&mut s);

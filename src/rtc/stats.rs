@@ -27,6 +27,13 @@ pub struct MediaStats {
     pub video_pauses: AtomicU64,
     /// Down tracks paused now.
     pub videos_paused: AtomicI64,
+    /// Subscribers' NACKs, per packet asked for (`retransmit.rs`): resent, or not
+    /// because it was resent moments ago, the subscriber's budget was spent, or it is
+    /// not (any more) in the history.
+    pub retransmissions_sent: AtomicU64,
+    pub retransmissions_too_soon: AtomicU64,
+    pub retransmissions_over_budget: AtomicU64,
+    pub retransmissions_unknown: AtomicU64,
     /// Each forwarded packet's time in Plaza, read to sent (`up_track.rs`).
     pub residence: Histogram<ResidenceBuckets>,
     /// Up-track read loops running now.

@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { after, before, describe, test } from 'node:test';
 
-import { PlazaServer, assertLoopbackOnly, inboundVideo, joinRoom, launchBrowser, sleep, waitFor } from './harness.mjs';
+import { PlazaServer, assertLoopbackOnly, inboundVideo, joinRoom, launchBrowser, remoteMedia, sleep, waitFor } from './harness.mjs';
 import { TestNet } from './hosts.mjs';
 
 const SERVER_IP = '198.18.0.1';
@@ -221,12 +221,32 @@ describe('a slow subscriber costs the others nothing', { concurrency: 1 }, () =>
       }
     }
 
+    // What the slow page is told and hears: each video_paused it gets (with whether its
+    // tile then shows the note), and its audio packet counts around each phase.
+    const slowPage = people[SLOW].page;
+    await slowPage.evaluate(() => {
+      window.testPaused = [];
+      window.plaza.client.on('video-paused', (e) => {
+        const tile = document.querySelector(`[data-testid="tile"][data-participant-id="${e.participantId}"]`);
+        const note = tile?.querySelector('[data-testid="video-paused"]');
+        window.testPaused.push({ ...e, noteShown: Boolean(note?.checkVisibility()) });
+      });
+    });
+    const audioPackets = async () =>
+      Object.values(await remoteMedia(slowPage)).reduce((sum, m) => sum + m.packetsReceived, 0);
+    const audio0 = await audioPackets();
+
     console.log(`+${((Date.now() - t0) / 1000).toFixed(1)} s phase A (unshaped)`);
     const { flows: a, rejoined: rejoinedA, sent: sentA, machine: machineA } = await measure(people, WINDOW_MS, server.proc.pid);
+    const audio1 = await audioPackets();
     // Egress of the bridge-side veth = what reaches Cleo's host. Her uplink stays free.
     if (SHAPE) net.shapeDownlink(SLOW, SHAPE);
     console.log(`+${((Date.now() - t0) / 1000).toFixed(1)} s phase B (${SLOW}'s downlink ${SHAPE ? `at ${SHAPE.rate}` : 'unshaped'})`);
     const { flows: b, rejoined: rejoinedB, sent: sentB, machine: machineB } = await measure(people, WINDOW_MS, server.proc.pid);
+    const audio2 = await audioPackets();
+    const paused = await slowPage.evaluate(() => window.testPaused);
+    console.log(`${SLOW} hears ${audio1 - audio0} audio packets in A, ${audio2 - audio1} in B; told video_paused: ` +
+      paused.map((e) => `${e.paused ? 'paused' : 'resumed'}${e.paused && !e.noteShown ? ' (no note!)' : ''}`).join(', '));
     console.log(`${SLOW}'s qdisc after phase B: ${net.shaperStats(SLOW).replace(/\s+/g, ' ')}`);
     for (const [name, views] of Object.entries(a)) {
       for (const other of Object.keys(views)) {
@@ -283,6 +303,16 @@ describe('a slow subscriber costs the others nothing', { concurrency: 1 }, () =>
       }
     }
     assert.deepEqual(problems, [], 'the unshaped pages noticed the slow subscriber');
+
+    if (SHAPE) {
+      // The slow page itself: its video was paused (it is told, and its tile says so)
+      // so that its audio has the link: it hears at least half as much as unshaped.
+      const pausedEvents = paused.filter((e) => e.paused);
+      assert.ok(pausedEvents.length > 0, `${SLOW} was never told her video is paused`);
+      assert.ok(pausedEvents.every((e) => e.noteShown), `${SLOW}'s tile showed no "video paused" note`);
+      assert.ok(audio2 - audio1 >= 0.5 * (audio1 - audio0),
+        `${SLOW} heard ${audio2 - audio1} audio packets in B vs ${audio1 - audio0} in A`);
+    }
     for (const p of all) assert.deepEqual(p.errors, [], `${p.name}'s page threw`);
   });
 });

@@ -18,7 +18,7 @@ use plaza_rtc::register_codecs;
 pub fn build_client_api(ice_ips: &[IpAddr]) -> ClientResult<webrtc::api::API> {
     let mut media = MediaEngine::default();
     register_codecs(&mut media)?;
-    let registry = plaza_rtc::interceptors(&mut media)?;
+    let registry = plaza_rtc::interceptors(&mut media, plaza_rtc::NackResponder::Interceptor)?;
     let mut s = SettingEngine::default();
     plaza_rtc::tune_ice(&mut s);
     plaza_rtc::tune_srtp(&mut s);

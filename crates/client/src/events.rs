@@ -148,6 +148,8 @@ pub struct RemoteTrackStats {
     /// Whether the first packet received started a keyframe (video).
     pub first_packet_keyframe: Option<bool>,
     pub first_packet_at: Option<Instant>,
+    /// The sequence number of the last packet received (to NACK in tests).
+    pub last_seq: Option<u16>,
     /// Stamps: distinct counters seen, and their range (for loss).
     pub stamps: u64,
     pub stamp_min: Option<u64>,

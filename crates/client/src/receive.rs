@@ -83,6 +83,7 @@ async fn receive(track: Arc<TrackRemote>, kind: MediaKind, shared: Arc<Shared>) 
             t.first_packet_keyframe = Some(format.is_keyframe_start(&pkt.payload));
         }
         t.packets += 1;
+        t.last_seq = Some(pkt.header.sequence_number);
         t.bytes += pkt.payload.len() as u64;
         if let Some(s) = stamp {
             t.stamps += 1;

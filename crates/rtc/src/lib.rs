@@ -7,7 +7,8 @@
 //! actix and the rest of the server out of the client's dependency tree.
 //!
 //! - [`codec`]: the codecs Plaza forwards, and keyframe detection on RTP payloads.
-//! - [`interceptors`]: the RTCP/NACK chain, with a short NACK history.
+//! - [`interceptors`]: the RTCP/NACK chain, with a short NACK history (and no NACK
+//!   responder where the server answers NACKs itself).
 //! - [`tune_ice`]: ICE settings for fast nomination and no mDNS.
 //! - [`tune_srtp`]: an SRTP replay window that accepts every retransmission the NACK
 //!   generator asks for.
@@ -48,17 +49,34 @@ const NACK_GENERATOR_LOG2_MINUS_6: u8 = 4;
 /// retransmissions: its video reached the others 3-18 s late.
 pub const SRTP_REPLAY_WINDOW: usize = 1 << (NACK_GENERATOR_LOG2_MINUS_6 + 6);
 
+/// Who answers the other side's NACKs for what a peer connection sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NackResponder {
+    /// webrtc-rs's responder, with a history of 512 packets per sender: the headless
+    /// client, whose senders are its own tracks.
+    Interceptor,
+    /// The application answers them itself: the server, which keeps what it sent per
+    /// down track and gives each subscriber a retransmission budget (its
+    /// `rtc/retransmit.rs`).
+    Application,
+}
+
 /// The interceptor chain every Plaza peer connection (and the headless client) uses:
-/// webrtc-rs's defaults (NACK generator and responder, RTCP reports, TWCC feedback to
-/// publishers), with a shorter NACK history and a generator log that matches the SRTP
-/// replay window ([`tune_srtp`]).
-pub fn interceptors(media: &mut MediaEngine) -> webrtc::error::Result<Registry> {
+/// webrtc-rs's defaults (NACK generator, RTCP reports, TWCC feedback to publishers, and
+/// the NACK responder unless the application answers NACKs), with a shorter NACK
+/// history and a generator log that matches the SRTP replay window ([`tune_srtp`]).
+pub fn interceptors(
+    media: &mut MediaEngine,
+    responder: NackResponder,
+) -> webrtc::error::Result<Registry> {
     use webrtc::interceptor::nack::{generator::Generator, responder::Responder};
     // The codecs already list the `nack` and `nack pli` feedback (codec::register_codecs).
     let mut registry = Registry::new();
-    registry.add(Box::new(
-        Responder::builder().with_log2_size(NACK_HISTORY_LOG2),
-    ));
+    if responder == NackResponder::Interceptor {
+        registry.add(Box::new(
+            Responder::builder().with_log2_size(NACK_HISTORY_LOG2),
+        ));
+    }
     registry.add(Box::new(
         Generator::builder().with_log2_size_minus_6(NACK_GENERATOR_LOG2_MINUS_6),
     ));
