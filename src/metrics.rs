@@ -151,37 +151,27 @@ impl Metrics {
             "Subscribers' videos paused now for loss (one per subscriber per video track).",
             gauge(&media.videos_paused),
         );
-        let _ = writeln!(
-            out,
-            "# HELP plaza_subscriber_keyframe_requests_total Subscribers' keyframe requests (PLI/FIR), by outcome: forwarded to the publisher, throttled (too soon after that subscriber's last one), paused (its video is paused for loss).\n# TYPE plaza_subscriber_keyframe_requests_total counter"
+        labelled(
+            &mut out,
+            "plaza_subscriber_keyframe_requests_total",
+            "Subscribers' keyframe requests (PLI/FIR), by outcome: forwarded to the publisher, throttled (too soon after that subscriber's last one), paused (its video is paused for loss).",
+            &[
+                ("forwarded", &media.keyframe_requests_forwarded),
+                ("throttled", &media.keyframe_requests_throttled),
+                ("paused", &media.keyframe_requests_paused),
+            ],
         );
-        for (outcome, n) in [
-            ("forwarded", &media.keyframe_requests_forwarded),
-            ("throttled", &media.keyframe_requests_throttled),
-            ("paused", &media.keyframe_requests_paused),
-        ] {
-            let _ = writeln!(
-                out,
-                "plaza_subscriber_keyframe_requests_total{{outcome=\"{outcome}\"}} {}",
-                counter(n)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP plaza_retransmissions_total Packets subscribers asked for again (NACK), by outcome: sent, too_soon (resent moments ago), over_budget (the subscriber's retransmission budget was spent), unknown (not in the history).\n# TYPE plaza_retransmissions_total counter"
+        labelled(
+            &mut out,
+            "plaza_retransmissions_total",
+            "Packets subscribers asked for again (NACK), by outcome: sent, too_soon (resent moments ago), over_budget (the subscriber's retransmission budget was spent), unknown (not in the history).",
+            &[
+                ("sent", &media.retransmissions_sent),
+                ("too_soon", &media.retransmissions_too_soon),
+                ("over_budget", &media.retransmissions_over_budget),
+                ("unknown", &media.retransmissions_unknown),
+            ],
         );
-        for (outcome, n) in [
-            ("sent", &media.retransmissions_sent),
-            ("too_soon", &media.retransmissions_too_soon),
-            ("over_budget", &media.retransmissions_over_budget),
-            ("unknown", &media.retransmissions_unknown),
-        ] {
-            let _ = writeln!(
-                out,
-                "plaza_retransmissions_total{{outcome=\"{outcome}\"}} {}",
-                counter(n)
-            );
-        }
         let _ = writeln!(
             out,
             "# HELP plaza_errors_total Errors reported to clients, by code.\n# TYPE plaza_errors_total counter"
@@ -209,6 +199,18 @@ impl Metrics {
             "Per packet sent to a subscriber: from the up track's read of it to the write to that subscriber returning (SRTP and the send included; webrtc-rs's receive queue not).",
         );
         out
+    }
+}
+
+/// A counter with an `outcome` label: one sample per outcome.
+fn labelled(out: &mut String, name: &str, help: &str, outcomes: &[(&str, &AtomicU64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (outcome, n) in outcomes {
+        let _ = writeln!(
+            out,
+            "{name}{{outcome=\"{outcome}\"}} {}",
+            MediaStats::get(n)
+        );
     }
 }
 

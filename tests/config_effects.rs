@@ -111,9 +111,11 @@ fn row_for(key: &str) -> Option<Row> {
             &[("heartbeat.interval", "200ms")],
             SilentClientDropped,
         ),
-        // A subscriber asks every 25 ms and the publisher answers within a frame: the
-        // cap is what spaces the requests, 600 ms here, 50 ms (the default) in the
-        // baseline. (A retry may not come sooner than the cap: 2 s, valid with both.)
+        // Six subscribers ask every 25 ms, each from 100 ms after the one before (one
+        // subscriber's own requests are budgeted apart), and the publisher answers
+        // within a frame: the cap is what spaces the requests, 600 ms here, 50 ms (the
+        // default) in the baseline. (A retry may not come sooner than the cap: 2 s,
+        // valid with both.)
         "media.keyframe_request_interval" => with(
             "600ms",
             &[("media.keyframe_retry", "2s")],

@@ -45,6 +45,10 @@ pub struct UpTrack {
     /// its `pending()` so the read loop takes the lock only while someone waits.
     keyframes: Mutex<KeyframeRequests>,
     keyframe_wanted: AtomicBool,
+    /// When an unanswered PLI is looked at again (`KeyframePolicy::retry_after`).
+    retry_after: std::time::Duration,
+    /// Itself, for the retry timer a PLI leaves behind.
+    me: Weak<UpTrack>,
     cancel: CancellationToken,
     stats: Arc<MediaStats>,
 }
@@ -67,7 +71,9 @@ impl UpTrack {
         } else {
             MediaKind::Video
         };
-        let up = Arc::new(UpTrack {
+        let up = Arc::new_cyclic(|me| UpTrack {
+            me: me.clone(),
+            retry_after: keyframe_policy.retry_after,
             id: TrackId::random(),
             publisher,
             kind,
@@ -253,8 +259,21 @@ impl UpTrack {
             sender_ssrc: 0,
             media_ssrc: self.media_ssrc,
         };
+        let me = self.me.clone();
+        let retry_after = self.retry_after;
         tokio::spawn(async move {
             let _ = pc.write_rtcp(&[Box::new(pli)]).await;
+            drop(pc);
+            // If no keyframe has come by then, the PLI goes again (or as soon as the cap
+            // allows): on a timer, not on the next packet or request, which on a slow
+            // stream (a screen share at 1 fps) or with subscribers' requests budgeted
+            // (`feedback.rs`) may be a second away.
+            tokio::time::sleep(retry_after).await;
+            if let Some(up) = me.upgrade() {
+                if up.keyframe_wanted.load(Ordering::Acquire) {
+                    up.keyframe_tick(false, now_us());
+                }
+            }
         });
     }
 

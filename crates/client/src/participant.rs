@@ -142,12 +142,6 @@ impl Participant {
     /// socket is closed with a close frame whose `code` says whether we will resume
     /// (`plaza_protocol::close`), then `resume` takes the participant over.
     pub async fn close_socket_and_resume(&mut self, code: u16) -> ClientResult<()> {
-        let closes = |events: &[Event]| {
-            events
-                .iter()
-                .filter(|e| matches!(e, Event::Closed(_)))
-                .count()
-        };
         let before = closes(&self.events());
         self.shared.send_close(code, "moving to a new socket");
         self.wait_for(
@@ -365,12 +359,6 @@ impl Participant {
     /// Leaves cleanly and waits for the server to close the socket.
     pub async fn leave(self) -> ClientResult<()> {
         // After a resume the old socket's close is in the log already: wait for a new one.
-        let closes = |events: &[Event]| {
-            events
-                .iter()
-                .filter(|e| matches!(e, Event::Closed(_)))
-                .count()
-        };
         let before = closes(&self.events());
         self.shared.send(&ClientMessage::Leave {});
         self.wait_for("the socket to close", Duration::from_secs(5), |events| {
@@ -502,4 +490,12 @@ fn summary(tracks: &[RemoteTrackStats]) -> String {
         .map(|t| format!("{}/{:?}: {} pkts", t.publisher, t.kind, t.packets))
         .collect();
     format!("[{}]", parts.join(", "))
+}
+
+/// How many sockets have closed so far (a resumed participant has had several).
+fn closes(events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, Event::Closed(_)))
+        .count()
 }
