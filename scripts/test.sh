@@ -87,8 +87,9 @@ for line in open(f"{log}/cargo-test.log", errors="replace"):
         for n, what in re.findall(r"(\d+) (passed|failed|ignored)", line):
             totals[what] += int(n)
 print("rust tests: {passed} passed, {failed} failed, {ignored} ignored".format(**totals))
-e2e = {k: v for k, v in re.findall(r"^# (tests|pass|fail) (\d+)", open(f"{log}/e2e.log", errors="replace").read(), re.M)}
-print("browser tests: {} run, {} passed, {} failed".format(e2e.get("tests", "?"), e2e.get("pass", "?"), e2e.get("fail", "?")))
+e2e = {k: v for k, v in re.findall(r"^# (tests|pass|fail|skipped) (\d+)", open(f"{log}/e2e.log", errors="replace").read(), re.M)}
+print("browser tests: {} run, {} passed, {} failed, {} skipped (a skip says why in {}/e2e.log)".format(
+    e2e.get("tests", "?"), e2e.get("pass", "?"), e2e.get("fail", "?"), e2e.get("skipped", "?"), log))
 PY
 [ "$fuzz_smoke" = 1 ] && echo "fuzz smoke: $([ "$fuzz" = 0 ] && echo ok || echo FAILED)"
 echo "docker-compose check: $compose$([ "$compose" = skipped ] && echo " (PLAZA_COMPOSE_CHECK=1 runs it)")"
