@@ -37,7 +37,12 @@
 //!   decides per packet: wait for a keyframe, keep or offset numbering.
 //! - A new subscriber's keyframe request (PLI) leaves the moment its down track can
 //!   send; requests merge while one is in flight, are retried, and are capped per track
-//!   ([`rtc::keyframe`]); subscribers' own PLIs take the same path.
+//!   ([`rtc::keyframe`]); subscribers' own PLIs take the same path, each subscriber
+//!   within a budget of its own.
+//! - What a subscriber's RTCP says is handled per down track, by pure policies: its
+//!   NACKs are answered from what was sent to it within a retransmission budget
+//!   ([`rtc::retransmit`]), and its loss pauses that video for it until a probe finds
+//!   the link better ([`rtc::feedback`]): a slow subscriber costs only itself.
 //! - Subscriber m-lines are slots: a track that leaves frees its transceiver for the
 //!   next track of its kind, so SDP size follows what a participant receives now.
 //! - Media runs on its own multi-thread Tokio runtime ([`rtc::MediaPlane`]), not on
