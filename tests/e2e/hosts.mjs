@@ -3,7 +3,7 @@
 // The bridge carries the server's address, so the server runs where the test runs and each
 // Chromium runs inside its host's namespace (through an executablePath wrapper).
 //
-// Needs root (ip netns, veth, bridge, tc). Addresses come from 198.18.0.0/15 (reserved for
+// Needs root (ip netns, veth, bridge, tc, nft). Addresses come from 198.18.0.0/15 (reserved for
 // benchmarking); nothing here touches any other interface. run.sh runs the tests inside
 // `unshare -n`, so the bridge and the bridge-side veths die with that namespace; the named
 // namespaces (/run/netns, shared with the whole machine) are deleted by `cleanUp()`, which
@@ -14,6 +14,8 @@
 //   net.up();                                  // bridge with the server's address, hosts
 //   launchBrowser({ executablePath: net.chromium('ann', origin) });
 //   net.shapeDownlink('ann', '300kbit');       // tc tbf on the bridge-side veth
+//   net.dropDownlink('ann', 2);                // nftables drops 2 % of UDP to the host
+//   net.dropStats('ann');                      // { udp, dropped } packets so far
 //   net.cleanUp();
 
 import { execFileSync } from 'node:child_process';
@@ -24,6 +26,7 @@ import { OUT_DIR } from './harness.mjs';
 
 export const ip = (...args) => execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
 export const tc = (...args) => execFileSync('tc', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+export const nft = (...args) => execFileSync('nft', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
 
 // Every TestNet of this process, for the exit handler.
 const live = new Set();
@@ -56,6 +59,8 @@ export class TestNet {
     const tag = process.pid % 100000;
     this.serverIp = serverIp;
     this.bridge = `${prefix}br${tag}`;
+    // dropDownlink's nftables table (bridge family), in the test's namespace.
+    this.nftTable = `${prefix}loss${tag}`;
     this.hosts = {};
     Object.entries(hosts).forEach(([name, addr], i) => {
       this.hosts[name] = {
@@ -132,13 +137,81 @@ export class TestNet {
     return tc('-s', 'qdisc', 'show', 'dev', this.host(name).veth).trim();
   }
 
+  /**
+   * Random loss on the host's downlink: drops `percent` % of the UDP packets that leave
+   * the bridge through the host's veth (the kernel here has no netem qdisc; nftables'
+   * `numgen random` does it, shared/notes/testing.md). A bridge-family postrouting chain
+   * sees every frame the bridge sends out of that port, from the server's own address as
+   * well as from other hosts, so this is that link's loss whoever sends. TCP (signalling)
+   * is left alone. Two rules per host, each with a counter: all UDP to the host, and the
+   * dropped share (`dropStats`). Calling it again for the same host replaces its rules.
+   */
+  dropDownlink(name, percent) {
+    const h = this.host(name);
+    if (!Number.isInteger(percent) || percent < 0 || percent > 100) throw new Error(`drop percent ${percent}: an integer 0-100`);
+    if (!this.#nftMade) {
+      nft('add', 'table', 'bridge', this.nftTable);
+      nft('add', 'chain', 'bridge', this.nftTable, 'post', '{ type filter hook postrouting priority 0; policy accept; }');
+      this.#nftMade = true;
+    }
+    this.undropDownlink(name);
+    nft('add', 'chain', 'bridge', this.nftTable, h.ns);
+    nft('add', 'rule', 'bridge', this.nftTable, h.ns, 'meta', 'l4proto', 'udp', 'counter');
+    nft('add', 'rule', 'bridge', this.nftTable, h.ns, 'meta', 'l4proto', 'udp', 'numgen', 'random', 'mod', '100', '<', String(percent), 'counter', 'drop');
+    nft('add', 'rule', 'bridge', this.nftTable, 'post', 'oifname', h.veth, 'jump', h.ns);
+  }
+
+  /** Ends the host's loss (its rules and counters go). */
+  undropDownlink(name) {
+    const h = this.host(name);
+    if (!this.#nftMade) return;
+    const post = JSON.parse(nft('-j', '-a', 'list', 'chain', 'bridge', this.nftTable, 'post')).nftables;
+    for (const { rule } of post) {
+      if (rule?.expr?.some((e) => e.jump?.target === h.ns)) {
+        nft('delete', 'rule', 'bridge', this.nftTable, 'post', 'handle', String(rule.handle));
+      }
+    }
+    try { nft('delete', 'chain', 'bridge', this.nftTable, h.ns); } catch { /* no loss on this host */ }
+  }
+
+  /**
+   * Packets counted by the host's loss rules since `dropDownlink`: `udp` that reached the
+   * rules (all UDP to the host), `dropped` of them. Zeros when the host has no loss.
+   */
+  dropStats(name) {
+    const h = this.host(name);
+    if (!this.#nftMade) return { udp: 0, dropped: 0 };
+    let items;
+    try {
+      items = JSON.parse(nft('-j', 'list', 'chain', 'bridge', this.nftTable, h.ns)).nftables;
+    } catch {
+      return { udp: 0, dropped: 0 };
+    }
+    const counters = items
+      .filter((i) => i.rule)
+      .map(({ rule }) => ({
+        packets: rule.expr.find((e) => e.counter)?.counter.packets ?? 0,
+        drops: rule.expr.some((e) => 'drop' in e),
+      }));
+    return {
+      udp: counters.find((c) => !c.drops)?.packets ?? 0,
+      dropped: counters.find((c) => c.drops)?.packets ?? 0,
+    };
+  }
+
   /** Deletes whatever of this net exists; safe to call more than once. */
   cleanUp() {
     live.delete(this);
     this.#remove();
   }
 
+  #nftMade = false;
+
   #remove() {
+    // The table lives in the test's namespace (gone with it under `unshare -n`), but a
+    // run in the root namespace must not leave it behind.
+    try { nft('delete', 'table', 'bridge', this.nftTable); } catch { /* not made */ }
+    this.#nftMade = false;
     for (const h of Object.values(this.hosts)) {
       try { ip('netns', 'del', h.ns); } catch { /* not made */ }
       try { ip('link', 'del', h.veth); } catch { /* gone with the namespace */ }
