@@ -242,7 +242,7 @@ describe(`${LOSS_PERCENT} % random UDP loss on one downlink: NACKs are answered,
     if (server) console.log(`server log: ${server.logPath}`);
   });
 
-  test(`Ben's downlink drops ${LOSS_PERCENT} % of UDP: he decodes Ann at ≥ 80 % of the frame rate, NACKs and is answered, never paused`, { timeout: 120_000 }, async () => {
+  test(`Ben's downlink drops ${LOSS_PERCENT} % of UDP: he decodes Ann at ≥ 80 % of the frame rate, NACKs and is answered, never paused`, { timeout: 180_000 }, async (t) => {
     const pageServer = { base: `http://${SERVER_IP}:${server.port}` };
     const t0 = Date.now();
     const at = () => `+${((Date.now() - t0) / 1000).toFixed(1)} s`;
@@ -264,8 +264,8 @@ describe(`${LOSS_PERCENT} % random UDP loss on one downlink: NACKs are answered,
     // the GCM profiles after it; whichever side is the DTLS server, the choice falls on
     // AES-CM (see README). Logged, so a change (a Chromium or webrtc-rs update) shows.
     for (const [name, p] of Object.entries(people)) {
-      for (const [pc, t] of Object.entries(await transports(p.page))) {
-        console.log(`${name}'s ${pc} connection: SRTP ${t.srtpCipher}, DTLS ${t.tlsVersion} ${t.dtlsCipher}, browser is DTLS ${t.dtlsRole}`);
+      for (const [pc, tr] of Object.entries(await transports(p.page))) {
+        console.log(`${name}'s ${pc} connection: SRTP ${tr.srtpCipher}, DTLS ${tr.tlsVersion} ${tr.dtlsCipher}, browser is DTLS ${tr.dtlsRole}`);
       }
     }
     const cipher = (await transports(ben.page)).subscriber?.srtpCipher;
@@ -280,8 +280,22 @@ describe(`${LOSS_PERCENT} % random UDP loss on one downlink: NACKs are answered,
     // Ben gets unshaped and B's that the rule matched it.
     net.dropDownlink(LOSSY, 0);
 
-    console.log(`${at()} phase A (no loss)`);
-    const a = await measure({ server, people, ms: WINDOW_MS });
+    // The baseline: an unlossy call on this machine decodes the fake camera without
+    // freezes. If A is poor, something else loads the machine (seen at load average 20)
+    // and B would mean nothing: A is measured again, three times in all, and the test
+    // is skipped, saying why, if it never is healthy.
+    const healthy = (f) => f && f.fps >= 15 && f.freezes <= FREEZE_TOLERANCE;
+    let a;
+    for (let attempt = 1; attempt <= 3; attempt += 1) {
+      console.log(`${at()} phase A (no loss), attempt ${attempt}`);
+      a = await measure({ server, people, ms: WINDOW_MS });
+      if (healthy(a.flows[LOSSY])) break;
+      console.log(`phase A is poor (load average ${a.load.toFixed(1)}): ${fmt(a.flows[LOSSY])}`);
+    }
+    if (!healthy(a.flows[LOSSY])) {
+      t.skip(`the machine is too busy to judge: phase A was poor three times (${fmt(a.flows[LOSSY])})`);
+      return;
+    }
     net.dropDownlink(LOSSY, LOSS_PERCENT);
     console.log(`${at()} phase B (${LOSS_PERCENT} % of UDP to ${LOSSY} dropped)`);
     const b = await measure({ server, people, ms: WINDOW_MS });
@@ -305,10 +319,7 @@ describe(`${LOSS_PERCENT} % random UDP loss on one downlink: NACKs are answered,
         `retransmissions sent ${b.retrans.sent}, nft dropped ${b.drops.dropped}/${b.drops.udp}`);
     }
 
-    // The baseline: an unlossy call on this machine decodes the fake camera without
-    // freezes. If A is already poor, the machine is too busy for B to mean anything.
     assert.ok(x, `${LOSSY} decodes ${SENDER}'s video through phase A (same participant)`);
-    assert.ok(x.fps >= 15 && x.freezes <= FREEZE_TOLERANCE, `phase A (no loss) is already poor, the machine is too busy to judge: ${fmt(x)}`);
 
     // The loss happened: the nft rule saw Ben's UDP and dropped about LOSS_PERCENT % of it.
     assert.ok(b.drops.udp > 1000, `the loss rule saw ${LOSSY}'s UDP in B (${b.drops.udp} packets)`);
