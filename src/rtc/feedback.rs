@@ -1,11 +1,11 @@
 //! What one subscriber's RTCP says about one down track, and what Plaza does about it.
 //! Pure: time is an argument, so the policy is tested without a network or a clock.
 //!
-//! A subscriber on a link too slow for what it is sent loses most packets. Its decoder
-//! then asks for a keyframe again and again (PLI), and every keyframe it gets costs the
-//! publisher's encoder a burst of bits that **everyone** receives: one slow participant
-//! made everyone else's video stutter (issue 11: the other pages froze 5–15 times in
-//! 15 s once a third page's downlink was shaped to 300 kbit/s). So, per down track:
+//! A subscriber on a link too slow for what it is sent loses most packets. It asks for
+//! them again (NACK: answered within a budget, `retransmit.rs`, the mechanism that cost
+//! the others most, docs/decisions.md §17) and for keyframes (PLI), and every keyframe
+//! costs the publisher's encoder a burst of bits that **everyone** receives. So, per
+//! down track:
 //!
 //! - **Its keyframe requests are budgeted on their own**: one passes to the publisher
 //!   at once, the next no sooner than `request_interval` later; a subscriber that keeps
