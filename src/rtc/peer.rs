@@ -259,7 +259,8 @@ impl Peer {
     }
 
     /// Adds a down track to this (subscriber) connection and starts serving its RTCP
-    /// (`DownTrack::serve_feedback`: keyframe requests, loss). The next offer carries it.
+    /// (`DownTrack::serve_feedback`: keyframe requests, NACKs, loss). The next offer
+    /// carries it.
     pub async fn add_down_track(&self, down: Arc<DownTrack>) -> Result<SenderHandle, Error> {
         let pc = Arc::clone(&self.pc);
         // Cancelled when this track is removed, or the connection closes.
