@@ -22,7 +22,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { OUT_DIR } from './harness.mjs';
+import { OUT_DIR, PlazaServer } from './harness.mjs';
 
 export const ip = (...args) => execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
 export const tc = (...args) => execFileSync('tc', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
@@ -197,6 +197,36 @@ export class TestNet {
       udp: counters.find((c) => !c.drops)?.packets ?? 0,
       dropped: counters.find((c) => c.drops)?.packets ?? 0,
     };
+  }
+
+  /**
+   * A Plaza server on the bridge: listening on every address of the test's namespace,
+   * announcing the bridge's address as its ICE candidate. Heartbeat and resume grace are
+   * forgiving: two or three browsers and the server share two cores, and a late heartbeat
+   * ending a participant is not what these tests are about (a page's own 2 s silence
+   * check still applies, as it would for a user).
+   */
+  startServer(logName) {
+    return PlazaServer.start({
+      logName,
+      listenHost: '0.0.0.0',
+      iceIp: this.serverIp,
+      heartbeatTimeout: '15s',
+      resumeGrace: '20s',
+    });
+  }
+
+  /** Where the pages load from: the server's bridge address (a secure origin for them via the Chromium wrapper). */
+  pageServer(server) {
+    return { base: `http://${this.serverIp}:${server.port}` };
+  }
+
+  /** The end of a test: browsers closed, the server stopped, the hosts removed. */
+  async tearDown(server, browsers) {
+    for (const b of browsers) await b.close().catch(() => {});
+    await server?.stop();
+    this.cleanUp();
+    if (server) console.log(`server log: ${server.logPath}`);
   }
 
   /** Deletes whatever of this net exists; safe to call more than once. */

@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { PlazaServer, joinRoom, launchBrowser, remoteMedia, waitFor } from './harness.mjs';
+import { joinRoom, launchBrowser, remoteMedia, waitFor } from './harness.mjs';
 import { TestNet, ip } from './hosts.mjs';
 
 // How long after the address change both pages must decode each other's video again
@@ -88,24 +88,13 @@ describe('ICE restart on a network change', { concurrency: 1 }, () => {
 
   before(async () => {
     net.up();
-    server = await PlazaServer.start({
-      logName: 'ice-restart-server.log',
-      listenHost: '0.0.0.0',
-      iceIp: SERVER_IP,
-      heartbeatTimeout: '15s',
-      resumeGrace: '20s',
-    });
+    server = await net.startServer('ice-restart-server.log');
   });
 
-  after(async () => {
-    for (const b of browsers) await b.close().catch(() => {});
-    await server?.stop();
-    net.cleanUp();
-    if (server) console.log(`server log: ${server.logPath}`);
-  });
+  after(() => net.tearDown(server, browsers));
 
   test('a page whose address changes decodes again, with no leave and no join', { timeout: 120_000 }, async () => {
-    const pageServer = { base: `http://${SERVER_IP}:${server.port}` };
+    const pageServer = net.pageServer(server);
     const signalling = {};
     for (const name of Object.keys(hosts)) {
       const browser = await launchBrowser({ executablePath: net.chromium(name, pageServer.base) });

@@ -20,7 +20,7 @@ import assert from 'node:assert/strict';
 import os from 'node:os';
 import { after, before, describe, test } from 'node:test';
 
-import { PlazaServer, assertLoopbackOnly, inboundVideo, joinRoom, launchBrowser, sleep, waitFor } from './harness.mjs';
+import { assertLoopbackOnly, inboundVideo, joinRoom, launchBrowser, sleep, waitFor } from './harness.mjs';
 import { TestNet } from './hosts.mjs';
 
 const SERVER_IP = '198.18.0.1';
@@ -223,27 +223,13 @@ describe(`${LOSS_PERCENT} % random UDP loss on one downlink: NACKs are answered,
     // Before the bridge exists: proof that we run in a namespace of our own.
     assertLoopbackOnly();
     net.up();
-    server = await PlazaServer.start({
-      logName: 'loss-server.log',
-      listenHost: '0.0.0.0',
-      iceIp: SERVER_IP,
-      // Signalling is TCP and not dropped, but two browsers and the server share two
-      // cores with whatever else runs: a late heartbeat must not end a participant here
-      // (slow_subscriber does the same). A rejoin would show as a new participant id.
-      heartbeatTimeout: '15s',
-      resumeGrace: '20s',
-    });
+    server = await net.startServer('loss-server.log');
   });
 
-  after(async () => {
-    for (const b of browsers) await b.close().catch(() => {});
-    await server?.stop();
-    net.cleanUp();
-    if (server) console.log(`server log: ${server.logPath}`);
-  });
+  after(() => net.tearDown(server, browsers));
 
   test(`Ben's downlink drops ${LOSS_PERCENT} % of UDP: he decodes Ann at ≥ 80 % of the frame rate, NACKs and is answered, never paused`, { timeout: 180_000 }, async (t) => {
-    const pageServer = { base: `http://${SERVER_IP}:${server.port}` };
+    const pageServer = net.pageServer(server);
     const t0 = Date.now();
     const at = () => `+${((Date.now() - t0) / 1000).toFixed(1)} s`;
     for (const name of Object.keys(net.hosts)) {

@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { after, before, describe, test } from 'node:test';
 
-import { PlazaServer, assertLoopbackOnly, inboundVideo, joinRoom, launchBrowser, remoteMedia, sleep, waitFor } from './harness.mjs';
+import { assertLoopbackOnly, inboundVideo, joinRoom, launchBrowser, remoteMedia, sleep, waitFor } from './harness.mjs';
 import { TestNet } from './hosts.mjs';
 
 const SERVER_IP = '198.18.0.1';
@@ -179,27 +179,13 @@ describe('a slow subscriber costs the others nothing', { concurrency: 1 }, () =>
     // Before the bridge exists: proof that we run in a namespace of our own.
     assertLoopbackOnly();
     net.up();
-    server = await PlazaServer.start({
-      logName: 'slow-subscriber-server.log',
-      listenHost: '0.0.0.0',
-      iceIp: SERVER_IP,
-      // The shaped page's signalling shares its 300 kbit/s with media: a heartbeat may
-      // be late there, and a dropped participant is not what this test is about. (The
-      // page's own 2 s silence check still applies, as it would for a user.)
-      heartbeatTimeout: '15s',
-      resumeGrace: '20s',
-    });
+    server = await net.startServer('slow-subscriber-server.log');
   });
 
-  after(async () => {
-    for (const b of browsers) await b.close().catch(() => {});
-    await server?.stop();
-    net.cleanUp();
-    if (server) console.log(`server log: ${server.logPath}`);
-  });
+  after(() => net.tearDown(server, browsers));
 
   test('one page on a 300 kbit/s downlink: the other two see no more freezes and ≥ 85 % of their frame rate', { timeout: 180_000 }, async (t) => {
-    const pageServer = { base: `http://${SERVER_IP}:${server.port}` };
+    const pageServer = net.pageServer(server);
     const t0 = Date.now();
     for (const name of Object.keys(net.hosts)) {
       const browser = await launchBrowser({ executablePath: net.chromium(name, pageServer.base) });
