@@ -346,3 +346,30 @@ export function chatMessages(page) {
 export async function closeParticipant(p) {
   await p.context.close().catch(() => {});
 }
+
+/**
+ * What the page's camera sends (publisher outbound-rtp), for the logs of the multi-host
+ * tests: whether a publisher slowed down (its encoder, its bandwidth estimate, keyframe
+ * requests, resends) tells a reader where frames went missing.
+ */
+export function outboundVideo(page) {
+  return page.evaluate(async () => {
+    const pc = window.plaza.publisherPc;
+    for (const s of pc ? (await pc.getStats()).values() : []) {
+      if (s.type === 'outbound-rtp' && s.kind === 'video') {
+        return {
+          timestamp: s.timestamp,
+          framesSent: s.framesSent ?? 0,
+          bytesSent: s.bytesSent ?? 0,
+          keyFramesEncoded: s.keyFramesEncoded ?? 0,
+          retransmittedPacketsSent: s.retransmittedPacketsSent ?? 0,
+          pliCount: s.pliCount ?? 0,
+          nackCount: s.nackCount ?? 0,
+          targetBitrate: s.targetBitrate ?? 0,
+          limitation: s.qualityLimitationReason,
+        };
+      }
+    }
+    return null;
+  });
+}

@@ -20,7 +20,7 @@ import assert from 'node:assert/strict';
 import os from 'node:os';
 import { after, before, describe, test } from 'node:test';
 
-import { assertLoopbackOnly, inboundVideo, joinRoom, launchBrowser, sleep, waitFor } from './harness.mjs';
+import { assertLoopbackOnly, inboundVideo, joinRoom, launchBrowser, outboundVideo, sleep, waitFor } from './harness.mjs';
 import { TestNet } from './hosts.mjs';
 
 const SERVER_IP = '198.18.0.1';
@@ -84,26 +84,6 @@ function transports(page) {
       }
     }
     return out;
-  });
-}
-
-/** What the page's camera sends (publisher outbound-rtp), for the log. */
-function outboundVideo(page) {
-  return page.evaluate(async () => {
-    const pc = window.plaza.publisherPc;
-    for (const s of pc ? (await pc.getStats()).values() : []) {
-      if (s.type === 'outbound-rtp' && s.kind === 'video') {
-        return {
-          timestamp: s.timestamp,
-          framesSent: s.framesSent ?? 0,
-          bytesSent: s.bytesSent ?? 0,
-          retransmittedPacketsSent: s.retransmittedPacketsSent ?? 0,
-          nackCount: s.nackCount ?? 0,
-          pliCount: s.pliCount ?? 0,
-        };
-      }
-    }
-    return null;
   });
 }
 

@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { after, before, describe, test } from 'node:test';
 
-import { assertLoopbackOnly, inboundVideo, joinRoom, launchBrowser, remoteMedia, sleep, waitFor } from './harness.mjs';
+import { assertLoopbackOnly, inboundVideo, joinRoom, launchBrowser, outboundVideo, remoteMedia, sleep, waitFor } from './harness.mjs';
 import { TestNet } from './hosts.mjs';
 
 const SERVER_IP = '198.18.0.1';
@@ -55,32 +55,6 @@ async function snapshot(people) {
     ]),
   );
   return Object.fromEntries(entries);
-}
-
-/**
- * What the page's camera sends (publisher outbound-rtp), for the log only: whether a
- * publisher slowed down (its encoder, its bandwidth estimate, keyframe requests) tells a
- * reader where frames went missing.
- */
-function outboundVideo(page) {
-  return page.evaluate(async () => {
-    const pc = window.plaza.publisherPc;
-    for (const s of pc ? (await pc.getStats()).values() : []) {
-      if (s.type === 'outbound-rtp' && s.kind === 'video') {
-        return {
-          timestamp: s.timestamp,
-          framesSent: s.framesSent ?? 0,
-          bytesSent: s.bytesSent ?? 0,
-          keyFramesEncoded: s.keyFramesEncoded ?? 0,
-          pliCount: s.pliCount ?? 0,
-          nackCount: s.nackCount ?? 0,
-          targetBitrate: s.targetBitrate ?? 0,
-          limitation: s.qualityLimitationReason,
-        };
-      }
-    }
-    return null;
-  });
 }
 
 /** CPU time (s) a process used so far: utime + stime from /proc (ticks of 1/100 s). */
