@@ -6,7 +6,7 @@
 //! knowing whether the subscriber's transport is up yet.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use arc_swap::ArcSwapOption;
@@ -80,13 +80,9 @@ pub struct DownTrack {
     /// Set while the subscriber's loss says its video cannot get through
     /// (`feedback.rs`): nothing of this track is sent to it.
     video_paused: AtomicBool,
-    /// What was sent, to answer the subscriber's NACKs (video only: browsers NACK
-    /// video; `retransmit.rs`).
+    /// What was sent, to answer the subscriber's NACKs and judge its loss (video only:
+    /// browsers NACK video, and only video pauses; `retransmit.rs`).
     history: Option<Mutex<SentHistory>>,
-    /// Packets and bytes sent to the subscriber, for the loss window and the
-    /// retransmission budget.
-    packets_sent: AtomicU64,
-    bytes_sent: AtomicU64,
     stats: Arc<MediaStats>,
     /// Counts this down track in `MediaStats::subscriptions` while it lives.
     _alive: TaskGuard,
@@ -116,8 +112,6 @@ impl DownTrack {
             history: format
                 .needs_keyframe()
                 .then(|| Mutex::new(SentHistory::new(RetransmitPolicy::default()))),
-            packets_sent: AtomicU64::new(0),
-            bytes_sent: AtomicU64::new(0),
             stats: Arc::clone(stats),
             _alive: TaskGuard::new(&stats.subscriptions),
         }
@@ -191,10 +185,8 @@ impl DownTrack {
             }
             Ok(n) => {
                 if let Some(history) = &self.history {
-                    lock(history).record(&out);
+                    lock(history).record(out, n);
                 }
-                self.packets_sent.fetch_add(1, Ordering::Relaxed);
-                self.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
                 Sent::Bytes(n)
             }
             Err(_) => Sent::Failed,

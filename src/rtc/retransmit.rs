@@ -68,8 +68,8 @@ pub struct SentHistory {
     slots: Vec<Option<Sent>>,
     policy: RetransmitPolicy,
     tokens: f64,
-    /// Bytes forwarded (the down track's total) when the budget was last filled.
-    filled_at_bytes: u64,
+    /// Packets recorded (sent to the subscriber) so far, for the loss window.
+    packets_sent: u64,
     /// First NACKs of packets, since `take_first_nacks`.
     first_nacks: u64,
 }
@@ -80,28 +80,32 @@ impl SentHistory {
             slots: (0..HISTORY).map(|_| None).collect(),
             policy,
             tokens: policy.budget_cap,
-            filled_at_bytes: 0,
+            packets_sent: 0,
             first_nacks: 0,
         }
     }
 
-    /// Keeps a packet just sent (its payload is shared, not copied).
-    pub fn record(&mut self, packet: &Packet) {
+    /// Keeps a packet just sent, `bytes` on the wire: the bytes fill the budget (resends
+    /// are not recorded, so they earn no budget for more resends).
+    pub fn record(&mut self, packet: Packet, bytes: usize) {
+        self.packets_sent += 1;
+        self.tokens =
+            (self.tokens + bytes as f64 * self.policy.budget_ratio).min(self.policy.budget_cap);
         let slot = &mut self.slots[usize::from(packet.header.sequence_number) % HISTORY];
         *slot = Some(Sent {
-            packet: packet.clone(),
+            packet,
             last_resent_us: None,
             nacked: false,
         });
     }
 
-    /// The subscriber asked for `seq` again; `bytes_forwarded` is everything sent to it
-    /// so far, which fills the budget.
-    pub fn resend(&mut self, seq: u16, bytes_forwarded: u64, now_us: u64) -> Resend {
-        let earned = bytes_forwarded.saturating_sub(self.filled_at_bytes) as f64;
-        self.filled_at_bytes = bytes_forwarded;
-        self.tokens = (self.tokens + earned * self.policy.budget_ratio).min(self.policy.budget_cap);
+    /// Packets recorded so far.
+    pub fn packets_sent(&self) -> u64 {
+        self.packets_sent
+    }
 
+    /// The subscriber asked for `seq` again.
+    pub fn resend(&mut self, seq: u16, now_us: u64) -> Resend {
         let Some(sent) = self.slots[usize::from(seq) % HISTORY]
             .as_mut()
             .filter(|s| s.packet.header.sequence_number == seq)
@@ -165,19 +169,19 @@ mod tests {
     #[test]
     fn a_sent_packet_is_resent_once_per_gap() {
         let mut h = history();
-        h.record(&packet(7, 1000));
-        assert_eq!(seq_of(h.resend(7, 1000, 0)), 7);
-        assert_eq!(h.resend(7, 1000, 50 * MS), Resend::TooSoon);
-        assert_eq!(seq_of(h.resend(7, 1000, 100 * MS)), 7);
+        h.record(packet(7, 1000), 1000);
+        assert_eq!(seq_of(h.resend(7, 0)), 7);
+        assert_eq!(h.resend(7, 50 * MS), Resend::TooSoon);
+        assert_eq!(seq_of(h.resend(7, 100 * MS)), 7);
     }
 
     #[test]
     fn unknown_and_overwritten_packets_are_not_resent() {
         let mut h = history();
-        assert_eq!(h.resend(3, 0, 0), Resend::Unknown);
-        h.record(&packet(3, 100));
-        h.record(&packet(3 + HISTORY as u16, 100));
-        assert_eq!(h.resend(3, 0, 0), Resend::Unknown, "its slot was taken");
+        assert_eq!(h.resend(3, 0), Resend::Unknown);
+        h.record(packet(3, 100), 100);
+        h.record(packet(3 + HISTORY as u16, 100), 100);
+        assert_eq!(h.resend(3, 0), Resend::Unknown, "its slot was taken");
     }
 
     #[test]
@@ -188,11 +192,11 @@ mod tests {
         let (mut forwarded, mut resent_bytes) = (0u64, 0u64);
         for i in 0..1000u64 {
             let seq = i as u16;
-            h.record(&packet(seq, 1000));
+            h.record(packet(seq, 1000), 1000);
             forwarded += 1000;
             let now = i * 10 * MS;
             for s in [seq, seq.wrapping_sub(20)] {
-                if let Resend::Packet(p) = h.resend(s, forwarded, now) {
+                if let Resend::Packet(p) = h.resend(s, now) {
                     resent_bytes += p.payload.len() as u64;
                 }
             }
@@ -209,14 +213,14 @@ mod tests {
     fn first_nacks_are_counted_once_per_packet() {
         let mut h = history();
         for seq in 0..10 {
-            h.record(&packet(seq, 100));
+            h.record(packet(seq, 100), 100);
         }
         for _ in 0..3 {
             for seq in 0..4 {
-                h.resend(seq, 1000, 0);
+                h.resend(seq, 0);
             }
         }
-        h.resend(50, 1000, 0); // never sent: not counted
+        h.resend(50, 0); // never sent: not counted
         assert_eq!(h.take_first_nacks(), 4);
         assert_eq!(h.take_first_nacks(), 0);
     }

@@ -33,15 +33,14 @@ impl DownTrack {
         // Only video pauses: audio is small, and the last thing to lose.
         let video = self.format.needs_keyframe();
         if video {
-            feedback.tick(now_us(), self.packets_sent.load(Ordering::Relaxed));
+            feedback.tick(now_us(), self.packets_sent());
         }
         loop {
             let wake = feedback.next_wakeup();
             let packets = tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = sleep_until_us(wake), if wake.is_some() => {
-                    let sent = self.packets_sent.load(Ordering::Relaxed);
-                    if let Some(change) = feedback.tick(now_us(), sent) {
+                    if let Some(change) = feedback.tick(now_us(), self.packets_sent()) {
                         self.apply(change);
                     }
                     continue;
@@ -115,10 +114,9 @@ impl DownTrack {
         let Some(history) = &self.history else {
             return;
         };
-        let bytes_sent = self.bytes_sent.load(Ordering::Relaxed);
         let mut history = lock(history);
         for seq in nack.nacks.iter().flat_map(|pair| pair.into_iter()) {
-            let counter = match history.resend(seq, bytes_sent, now) {
+            let counter = match history.resend(seq, now) {
                 Resend::Packet(p) => {
                     out.push(*p);
                     continue;
@@ -131,6 +129,11 @@ impl DownTrack {
         }
     }
 
+    /// Video packets sent to the subscriber so far (the loss window's denominator).
+    fn packets_sent(&self) -> u64 {
+        self.history.as_ref().map_or(0, |h| lock(h).packets_sent())
+    }
+
     async fn resend(&self, packets: Vec<Packet>) {
         if packets.is_empty() {
             return;
@@ -139,7 +142,6 @@ impl DownTrack {
             return;
         };
         for p in &packets {
-            // Not counted in `bytes_sent`: resends must not earn budget for more resends.
             if binding.writer.write_rtp(p).await.is_ok() {
                 self.stats
                     .retransmissions_sent
