@@ -24,6 +24,7 @@ use plaza_rtc::PayloadFormat;
 use super::feedback::Change;
 use super::forwarder::{Forwarder, Verdict};
 use super::keyframe::KeyframeSource;
+use super::lock;
 use super::peer::{PeerEvent, PeerEventHandler};
 use super::retransmit::{RetransmitPolicy, SentHistory};
 use super::stats::{MediaStats, TaskGuard};
@@ -222,12 +223,6 @@ impl DownTrack {
     fn lock_forwarder(&self) -> std::sync::MutexGuard<'_, Forwarder> {
         lock(&self.forwarder)
     }
-}
-
-/// Locks per-track state that is a plain struct: a poisoned lock would mean a bug
-/// (a panic mid-update), and the struct is still valid to use.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The negotiated codec matching ours: same MIME type and, where both have one, the

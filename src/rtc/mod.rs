@@ -53,6 +53,13 @@ use plaza_rtc::codec;
 use crate::config::IceConfig;
 use crate::error::{Error, Result};
 
+/// Locks a std mutex around plain per-track or per-connection state: a poisoned lock
+/// would mean a panic mid-update elsewhere, and the state is still a valid plain struct
+/// to go on with (the media plane must not die of one bad update).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// webrtc-rs's errors become ours here, at the edge of the media module (nothing else
 /// names a webrtc-rs type).
 impl From<webrtc::Error> for Error {
@@ -177,11 +184,7 @@ impl MediaPlane {
                 let _ = mux.close().await;
             });
         }
-        let runtime = self
-            .runtime
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let runtime = lock(&self.runtime).take();
         if let Some(rt) = runtime {
             rt.shutdown_timeout(grace);
         }

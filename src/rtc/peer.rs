@@ -29,7 +29,7 @@ use super::keyframe::KeyframePolicy;
 use super::slots;
 use super::stats::TaskGuard;
 use super::up_track::UpTrack;
-use super::MediaPlane;
+use super::{lock, MediaPlane};
 use crate::error::Error;
 
 pub type PeerEventHandler = Arc<dyn Fn(PeerEvent) + Send + Sync>;
@@ -241,7 +241,7 @@ impl Peer {
             .run(async move {
                 let _op = ops.lock().await;
                 if pc.remote_description().await.is_none() {
-                    let mut queue = early.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut queue = lock(&early);
                     if queue.len() >= MAX_EARLY_CANDIDATES {
                         return Err(ProtocolError::BadCandidate(
                             "too many candidates before the description they belong to".into(),
@@ -313,7 +313,7 @@ impl Peer {
             return;
         }
         let pc = Arc::clone(&self.pc);
-        let guard = self.guard.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let guard = lock(&self.guard).take();
         let ops = Arc::clone(&self.ops);
         self.media.handle().spawn(async move {
             let _op = ops.lock().await;
@@ -365,7 +365,7 @@ async fn apply_early_candidates(
     pc: &RTCPeerConnection,
     early: &std::sync::Mutex<Vec<RTCIceCandidateInit>>,
 ) {
-    let queued = std::mem::take(&mut *early.lock().unwrap_or_else(|e| e.into_inner()));
+    let queued = std::mem::take(&mut *lock(early));
     for c in queued {
         // A bad one was the client's mistake; the rest still count.
         let _ = pc.add_ice_candidate(c).await;
@@ -377,10 +377,6 @@ fn internal(e: Error) -> ProtocolError {
 }
 
 type DownTracks = Arc<std::sync::Mutex<Vec<Weak<DownTrack>>>>;
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn install_handlers(
     pc: &Arc<RTCPeerConnection>,

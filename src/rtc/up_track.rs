@@ -21,6 +21,7 @@ use plaza_rtc::PayloadFormat;
 
 use super::down_track::{DownTrack, Sent};
 use super::keyframe::{KeyframePolicy, KeyframeRequests, KeyframeSource};
+use super::lock;
 use super::padding::PaddingFilter;
 use super::stats::{MediaStats, Tally, TaskGuard};
 
@@ -246,8 +247,7 @@ impl UpTrack {
     }
 
     fn lock_keyframes(&self) -> std::sync::MutexGuard<'_, KeyframeRequests> {
-        // A plain struct with no invariant a panic could break halfway.
-        self.keyframes.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.keyframes)
     }
 
     fn send_pli(&self) {

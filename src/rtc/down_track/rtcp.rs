@@ -16,9 +16,10 @@ use webrtc::rtp::packet::Packet;
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 
 use super::super::feedback::{Change, FeedbackPolicy, RequestOutcome, SubscriberFeedback};
+use super::super::lock;
 use super::super::retransmit::Resend;
 use super::super::up_track::now_us;
-use super::{lock, DownTrack};
+use super::DownTrack;
 
 impl DownTrack {
     /// Reads what the subscriber's RTCP says about this track until `stop` (the track
