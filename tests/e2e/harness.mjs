@@ -321,8 +321,13 @@ export function inboundVideo(page) {
             packetsReceived: s.packetsReceived ?? 0,
             bytesReceived: s.bytesReceived ?? 0,
             keyFramesDecoded: s.keyFramesDecoded ?? 0,
+            framesDropped: s.framesDropped ?? 0,
             pliCount: s.pliCount ?? 0,
             nackCount: s.nackCount ?? 0,
+            // Only resends on an RTX stream count here; Plaza resends on the original SSRC.
+            retransmittedPacketsReceived: s.retransmittedPacketsReceived ?? 0,
+            jitterBufferDelay: s.jitterBufferDelay ?? 0,
+            jitterBufferEmittedCount: s.jitterBufferEmittedCount ?? 0,
             frameWidth: s.frameWidth ?? 0,
           }
         : null;

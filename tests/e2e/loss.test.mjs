@@ -87,36 +87,6 @@ function transports(page) {
   });
 }
 
-/** Ben's inbound video from Ann, with the retransmission figures this test is about. */
-function inboundFrom(page, senderId) {
-  return page.evaluate(async (senderId) => {
-    const pc = window.plaza.subscriberPc;
-    const stats = pc ? [...(await pc.getStats()).values()] : [];
-    const tile = document.querySelector(`[data-testid="grid"] [data-testid="tile"][data-participant-id="${senderId}"]`);
-    const track = tile?.querySelector('video').srcObject?.getVideoTracks()[0];
-    const s = track && stats.find((x) => x.type === 'inbound-rtp' && x.trackIdentifier === track.id);
-    if (!s) return null;
-    return {
-      timestamp: s.timestamp,
-      framesDecoded: s.framesDecoded ?? 0,
-      framesDropped: s.framesDropped ?? 0,
-      freezeCount: s.freezeCount ?? 0,
-      totalFreezesDuration: s.totalFreezesDuration ?? 0,
-      packetsReceived: s.packetsReceived ?? 0,
-      packetsLost: s.packetsLost ?? 0,
-      // Only resends on an RTX stream are counted here; Plaza resends on the original SSRC.
-      retransmittedPacketsReceived: s.retransmittedPacketsReceived ?? 0,
-      bytesReceived: s.bytesReceived ?? 0,
-      nackCount: s.nackCount ?? 0,
-      pliCount: s.pliCount ?? 0,
-      keyFramesDecoded: s.keyFramesDecoded ?? 0,
-      frameWidth: s.frameWidth ?? 0,
-      jitterBufferDelay: s.jitterBufferDelay ?? 0,
-      jitterBufferEmittedCount: s.jitterBufferEmittedCount ?? 0,
-    };
-  }, senderId);
-}
-
 /**
  * One measurement window of fixed length (it is the measurement, not a wait for an
  * event): every counter at both ends, and the deltas. `flows[page]` is that page's view
@@ -130,7 +100,7 @@ async function measure({ server, people, ms }) {
       await Promise.all(
         Object.entries(people).map(async ([name, p]) => {
           const other = Object.values(people).find((o) => o !== p);
-          return [name, { self: await p.page.evaluate(() => window.plaza.participantId), in: await inboundFrom(p.page, other.id), out: await outboundVideo(p.page) }];
+          return [name, { self: await p.page.evaluate(() => window.plaza.participantId), in: (await inboundVideo(p.page))[other.id] ?? null, out: await outboundVideo(p.page) }];
         }),
       ),
     ),
